@@ -1,0 +1,23 @@
+"""ase_learn2hop: learned optimizers that hop between basins, as an ASE plugin.
+
+Implements "Learn2Hop: Learned Optimization on Rough Landscapes" (Merchant, Metz,
+Schoenholz, Cubuk, ICML 2021).
+"""
+
+import jax
+
+# Users compare energies with their own codes to 1e-6: compute in float64.
+jax.config.update("jax_enable_x64", True)
+
+__version__ = "0.1.0"
+
+__all__ = ["LearnedHopOptimizer", "__version__"]
+
+
+def __getattr__(name):
+    # Imported on first use so that `import ase_learn2hop.potentials` stays light.
+    if name == "LearnedHopOptimizer":
+        from ase_learn2hop.optimizer import LearnedHopOptimizer
+
+        return LearnedHopOptimizer
+    raise AttributeError(f"module 'ase_learn2hop' has no attribute {name!r}")

@@ -1,0 +1,246 @@
+"""Input features of the learned optimizer (paper section 3.1, Table 1; SPEC section 4).
+
+Every feature is a number per coordinate component (atom i, axis k). Per-atom
+features (radial symmetry functions, species, particle count) are shared by the
+three components of an atom; per-step features (sine of the step) by every
+component. Each feature then goes through the log-magnitude / sign encoding
+(paper section 3.1, Andrychowicz et al. 2016) before it reaches the network.
+
+Shapes: ``n`` atoms, ``3`` axes; a feature array is ``[n, 3, n_features]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ase_learn2hop.potentials import pairwise_displacements
+
+#: Behler-Parrinello radial widths, in units of the potential's length scale squared.
+RADIAL_ETAS = (0.0009, 0.01, 0.02, 0.035, 0.06, 0.1, 0.2, 0.4)
+#: Cosine cutoff of the radial features, in units of the potential's length scale.
+RADIAL_CUTOFF = 2.5
+#: Time scales of the step sine features, in steps.
+STEP_TIMESCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
+#: Decay rates of the moving averages of g and g^2 (MLPOpt, Metz et al. 2019a).
+DECAY_RATES = (0.5, 0.9, 0.99, 0.999)
+#: Number of physical species descriptors per atom (see `StructureContext`).
+N_SPECIES_DESCRIPTORS = 5
+#: Radial features are computed for two neighbour kinds: same species, other species.
+N_RADIAL_KINDS = 2
+_ADAM_EPSILON = 1e-8
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSet:
+    """Which feature groups the network sees (paper Table 3 ablation).
+
+    Every group is on by default. The configuration is hashable, so it is a
+    static argument of jitted functions, and it is stored with the weights.
+    """
+
+    gradients: bool = True
+    positions: bool = True
+    decays: bool = True
+    adam_like: bool = True
+    particle_count: bool = True
+    species: bool = True
+    step: bool = True
+    radial: bool = True
+    encoding_scale: float = 10.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FeatureSet:
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown feature groups {sorted(unknown)}")
+        return cls(**values)
+
+    @property
+    def n_raw_features(self) -> int:
+        """Number of features per component before the encoding doubles them."""
+        n_decays = len(DECAY_RATES)
+        return (
+            self.gradients
+            + self.positions
+            + self.decays * 2 * n_decays
+            + self.adam_like * 2 * n_decays
+            + self.particle_count
+            + self.species * N_SPECIES_DESCRIPTORS
+            + self.step * len(STEP_TIMESCALES)
+            + self.radial * N_RADIAL_KINDS * len(RADIAL_ETAS)
+        )
+
+    @property
+    def n_inputs(self) -> int:
+        """Width of the network's input: two encoded numbers per raw feature."""
+        return 2 * self.n_raw_features
+
+
+class StructureContext(NamedTuple):
+    """What the optimizer knows about the system besides positions and gradients.
+
+    Attributes:
+        species: ``[n]`` int, species index of each atom (0 for one-element systems).
+        species_descriptors: ``[n, 5]`` float, physical description of each atom's
+            own kind (for Gupta: r0 / length_scale, p / 10, q / 10, A, xi in eV of
+            the pair with itself; zeros for Lennard-Jones and silicon), so that
+            weights transfer to elements never seen in training (SPEC decision).
+        length_scale: scalar, the potential's length scale l (d0 = 1 for LJ, r0
+            for Gupta in Å, sigma = 2.0951 Å for Stillinger-Weber). Radial features
+            and the learned step are in units of l.
+        box_length: scalar cube edge in Å for periodic systems, ``None`` for free
+            clusters.
+    """
+
+    species: jax.Array
+    species_descriptors: jax.Array
+    length_scale: jax.Array
+    box_length: jax.Array | None = None
+
+
+def log_sign_encoding(x: jax.Array, p: float = 10.0) -> jax.Array:
+    """Log-magnitude / sign encoding of paper section 3.1.
+
+    (log|x| / p, sign x) if |x| > exp(-p), else (-1, x exp(p)).
+
+    Args:
+        x: ``[...]`` array of raw features.
+        p: the encoding scale (10 in the paper).
+
+    Returns:
+        ``[..., 2]`` array.
+    """
+    magnitude = jnp.abs(x)
+    large = magnitude > jnp.exp(-p)
+    # The logarithm is taken on a clamped value so that the unused branch of the
+    # where never produces -inf (and no NaN in gradients).
+    safe_magnitude = jnp.where(large, magnitude, 1.0)
+    first = jnp.where(large, jnp.log(safe_magnitude) / p, -1.0)
+    second = jnp.where(large, jnp.sign(x), x * jnp.exp(p))
+    return jnp.stack([first, second], axis=-1)
+
+
+def cosine_cutoff(r: jax.Array, cutoff: float) -> jax.Array:
+    """Behler-Parrinello cutoff 0.5 (cos(pi r / c) + 1) for r < c, else 0."""
+    return jnp.where(r < cutoff, 0.5 * (jnp.cos(jnp.pi * r / cutoff) + 1.0), 0.0)
+
+
+def radial_symmetry_features(
+    positions: jax.Array,
+    context: StructureContext,
+    etas: tuple[float, ...] = RADIAL_ETAS,
+    cutoff: float = RADIAL_CUTOFF,
+) -> jax.Array:
+    """Behler-Parrinello radial symmetry functions per atom and neighbour kind.
+
+    phi_i^(kind, eta) = sum_{j != i, j of kind} exp(-eta r_ij^2) Gamma(r_ij), with
+    r measured in units of ``context.length_scale`` (SPEC decision on radial units),
+    kind 0 = neighbours of the same species as i, kind 1 = of another species.
+
+    Args:
+        positions: ``[n, 3]`` positions (Å, or reduced units for LJ).
+        context: the system's `StructureContext` (minimum image when periodic).
+
+    Returns:
+        ``[n, 2 * len(etas)]`` features (same-kind block first).
+    """
+    displacements = pairwise_displacements(positions, context.box_length)
+    n_atoms = positions.shape[0]
+    off_diagonal = ~jnp.eye(n_atoms, dtype=bool)
+    squared = jnp.sum(displacements**2, axis=-1)
+    # Self pairs get a distance past the cutoff so they contribute exactly zero.
+    squared = jnp.where(off_diagonal, squared, (2.0 * cutoff * context.length_scale) ** 2)
+    r = jnp.sqrt(squared) / context.length_scale
+    weights = cosine_cutoff(r, cutoff)
+    kernels = jnp.exp(-jnp.asarray(etas)[:, None, None] * r[None] ** 2) * weights
+    same_species = context.species[:, None] == context.species[None, :]
+    same = jnp.sum(jnp.where(same_species[None], kernels, 0.0), axis=-1)
+    other = jnp.sum(jnp.where(same_species[None], 0.0, kernels), axis=-1)
+    return jnp.concatenate([same.T, other.T], axis=-1)
+
+
+def step_sine_features(step: jax.Array, timescales=STEP_TIMESCALES) -> jax.Array:
+    """sin(t / tau) for each time scale tau: ``[len(timescales)]``."""
+    return jnp.sin(step / jnp.asarray(timescales, dtype=jnp.float64))
+
+
+def centered_positions(positions: jax.Array, context: StructureContext) -> jax.Array:
+    """Positions in units of the length scale, centred on the centroid.
+
+    For periodic systems the origin is the box centre (a centroid means nothing
+    under periodic boundaries).
+    """
+    if context.box_length is None:
+        origin = jnp.mean(positions, axis=0)
+    else:
+        origin = 0.5 * context.box_length
+    return (positions - origin) / context.length_scale
+
+
+def component_features(
+    feature_set: FeatureSet,
+    positions: jax.Array,
+    gradient: jax.Array,
+    first_moments: jax.Array,
+    second_moments: jax.Array,
+    step: jax.Array,
+    context: StructureContext,
+) -> jax.Array:
+    """All enabled features of every coordinate component, encoded.
+
+    Args:
+        feature_set: which groups to include.
+        positions: ``[n, 3]``.
+        gradient: ``[n, 3]`` dE/dx (eV/Å, or reduced units).
+        first_moments, second_moments: ``[n_decays, n, 3]`` moving averages of g
+            and g^2 *after* including this step's gradient.
+        step: scalar int, the step index t (0 at the first update).
+        context: the system's `StructureContext`.
+
+    Returns:
+        ``[n, 3, feature_set.n_inputs]`` encoded features.
+    """
+    n_atoms = positions.shape[0]
+    per_component = []
+    per_atom = []
+    shared = []
+    if feature_set.gradients:
+        per_component.append(gradient[..., None])
+    if feature_set.positions:
+        per_component.append(centered_positions(positions, context)[..., None])
+    decays = jnp.asarray(DECAY_RATES)[:, None, None]
+    bias_correction = 1.0 - decays ** (step + 1.0)
+    corrected_first = first_moments / bias_correction
+    corrected_second = second_moments / bias_correction
+    if feature_set.decays:
+        per_component.append(jnp.moveaxis(first_moments, 0, -1))
+        per_component.append(jnp.moveaxis(second_moments, 0, -1))
+    if feature_set.adam_like:
+        inverse_norm = jax.lax.rsqrt(corrected_second + _ADAM_EPSILON)
+        per_component.append(jnp.moveaxis(corrected_first * inverse_norm, 0, -1))
+        per_component.append(jnp.moveaxis(inverse_norm, 0, -1))
+    if feature_set.particle_count:
+        shared.append(jnp.asarray([n_atoms], dtype=positions.dtype))
+    if feature_set.species:
+        per_atom.append(context.species_descriptors)
+    if feature_set.step:
+        shared.append(step_sine_features(step))
+    if feature_set.radial:
+        per_atom.append(radial_symmetry_features(positions, context))
+    blocks = list(per_component)
+    if per_atom:
+        atom_block = jnp.concatenate(per_atom, axis=-1)
+        blocks.append(jnp.broadcast_to(atom_block[:, None, :], (n_atoms, 3, atom_block.shape[-1])))
+    if shared:
+        shared_block = jnp.concatenate(shared)
+        blocks.append(jnp.broadcast_to(shared_block, (n_atoms, 3, shared_block.shape[-1])))
+    raw = jnp.concatenate(blocks, axis=-1)
+    encoded = log_sign_encoding(raw, feature_set.encoding_scale)
+    return encoded.reshape(n_atoms, 3, -1)

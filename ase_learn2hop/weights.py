@@ -1,0 +1,207 @@
+"""Weight files of the learned optimizer: safetensors parameters + JSON manifest.
+
+A weight file ``NAME`` is two files side by side, never a pickle:
+
+- ``NAME.safetensors``: every array of ``theta``, keyed by its path
+  (``network/Dense_0/kernel``, ``alpha``, ...);
+- ``NAME.json``: the manifest: format version, the network and feature
+  configuration (`LearnedOptimizerConfig`), the radial length-scale convention,
+  the training horizon H, the systems trained on, the training configuration,
+  seed, commit, metrics, and the sha256 of the ``.safetensors`` file.
+
+Shipped weights live in the ``pretrained/`` folder of the repository, installed as
+``ase_learn2hop.pretrained``; `load_weights` finds them by name (``"lj"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta, init_theta
+
+WEIGHT_FORMAT = "ase_learn2hop-weights"
+WEIGHT_FORMAT_VERSION = 1
+#: How radial features and steps are scaled (SPEC decision): recorded so that a
+#: future change of convention is detected when old weights are loaded.
+RADIAL_UNITS = "length_scale"
+
+
+class WeightFileError(ValueError):
+    """A weight file is missing, corrupt or does not fit this version or system."""
+
+
+class LearnedWeights(NamedTuple):
+    """Loaded weights: ``theta``, their `LearnedOptimizerConfig` and the manifest."""
+
+    theta: Theta
+    config: LearnedOptimizerConfig
+    manifest: dict
+
+    @property
+    def horizon(self) -> int:
+        """Number of learned steps the weights were trained to make (H)."""
+        return int(self.manifest["horizon"])
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name", "")
+
+
+def _key(tree_path) -> str:
+    return "/".join(str(getattr(entry, "key", entry)) for entry in tree_path)
+
+
+def _flatten(theta: Theta) -> dict[str, np.ndarray]:
+    return {
+        _key(tree_path): np.asarray(leaf)
+        for tree_path, leaf in jax.tree_util.tree_leaves_with_path(theta)
+    }
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_weights(
+    path: str | os.PathLike,
+    theta: Theta,
+    config: LearnedOptimizerConfig,
+    *,
+    horizon: int,
+    systems: list[str],
+    **manifest_fields: Any,
+) -> Path:
+    """Write ``PATH.safetensors`` and ``PATH.json``.
+
+    Args:
+        path: file stem (a ``.json`` or ``.safetensors`` suffix is dropped).
+        theta: meta-parameters.
+        config: their architecture.
+        horizon: learned steps per search the weights were trained for.
+        systems: names of the systems trained on (e.g. ``["lj13", "lj38"]``).
+        **manifest_fields: anything else for the manifest (training config,
+            seed, commit, metrics, training time, command...), JSON-serializable.
+
+    Returns:
+        the path of the manifest.
+    """
+    stem = _stem(Path(path))
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tensors_path = stem.with_suffix(".safetensors")
+    save_file(_flatten(theta), str(tensors_path))
+    manifest = {
+        "format": WEIGHT_FORMAT,
+        "format_version": WEIGHT_FORMAT_VERSION,
+        "name": stem.name,
+        "config": config.to_dict(),
+        "radial_units": RADIAL_UNITS,
+        "horizon": int(horizon),
+        "systems": list(systems),
+        **manifest_fields,
+        "parameters_file": tensors_path.name,
+        "sha256": _sha256(tensors_path),
+    }
+    manifest_path = stem.with_suffix(".json")
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return manifest_path
+
+
+def _stem(path: Path) -> Path:
+    return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+
+
+def pretrained_directory() -> Path:
+    """The folder of the shipped weights (works for installed packages too)."""
+    return Path(str(importlib.resources.files("ase_learn2hop.pretrained")))
+
+
+def available_pretrained() -> list[str]:
+    """Names of the shipped weight files."""
+    return sorted(p.stem for p in pretrained_directory().glob("*.json"))
+
+
+def load_weights(name_or_path: str | os.PathLike) -> LearnedWeights:
+    """Load weights by shipped name (``"lj"``) or by path (stem, ``.json`` or
+    ``.safetensors``).
+
+    Raises:
+        WeightFileError: the file is missing, unreadable, fails its checksum, or its
+            parameters do not fit the configuration in its manifest.
+    """
+    candidate = Path(name_or_path)
+    if candidate.suffix not in (".json", ".safetensors") and not candidate.parent.name:
+        shipped = pretrained_directory() / f"{candidate}.json"
+        if shipped.exists():
+            candidate = shipped
+    stem = _stem(candidate)
+    manifest_path = stem.with_suffix(".json")
+    if not manifest_path.exists():
+        raise WeightFileError(
+            f"no weight manifest {manifest_path} (shipped weights: "
+            f"{available_pretrained() or 'none'})"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise WeightFileError(f"corrupt weight manifest {manifest_path}: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != WEIGHT_FORMAT:
+        raise WeightFileError(f"{manifest_path} is not an ase_learn2hop weight manifest")
+    if manifest.get("format_version") != WEIGHT_FORMAT_VERSION:
+        raise WeightFileError(
+            f"{manifest_path} has weight format version {manifest.get('format_version')}, "
+            f"this ase_learn2hop reads version {WEIGHT_FORMAT_VERSION}"
+        )
+    if manifest.get("radial_units") != RADIAL_UNITS:
+        raise WeightFileError(
+            f"{manifest_path} uses radial units {manifest.get('radial_units')!r}, "
+            f"expected {RADIAL_UNITS!r}"
+        )
+    tensors_path = manifest_path.parent / manifest.get("parameters_file", stem.name + ".safetensors")
+    if not tensors_path.exists():
+        raise WeightFileError(f"parameters file {tensors_path} is missing")
+    digest = _sha256(tensors_path)
+    if digest != manifest.get("sha256"):
+        raise WeightFileError(
+            f"checksum mismatch for {tensors_path}: manifest says {manifest.get('sha256')}, "
+            f"file has {digest} (corrupt or replaced file)"
+        )
+    try:
+        config = LearnedOptimizerConfig.from_dict(manifest["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise WeightFileError(f"{manifest_path}: invalid configuration: {error}") from error
+    try:
+        tensors = load_file(str(tensors_path))
+    except Exception as error:  # safetensors raises its own error types
+        raise WeightFileError(f"corrupt parameters file {tensors_path}: {error}") from error
+    theta = _unflatten(tensors, config, tensors_path)
+    return LearnedWeights(theta, config, manifest)
+
+
+def _unflatten(tensors: dict[str, np.ndarray], config, path: Path) -> Theta:
+    template = init_theta(jax.random.key(0), config)
+    expected = _flatten(template)
+    if set(expected) != set(tensors):
+        raise WeightFileError(
+            f"{path} does not fit its feature/network configuration: missing "
+            f"{sorted(set(expected) - set(tensors))}, unexpected "
+            f"{sorted(set(tensors) - set(expected))}"
+        )
+    for key, array in expected.items():
+        if tensors[key].shape != array.shape:
+            raise WeightFileError(
+                f"{path}: parameter {key} has shape {tensors[key].shape}, the "
+                f"configuration needs {array.shape} (feature set changed?)"
+            )
+    return jax.tree_util.tree_map_with_path(
+        lambda tree_path, _: jnp.asarray(tensors[_key(tree_path)]), template
+    )

@@ -1,0 +1,129 @@
+"""Feature values of the learned optimizer on hand-made inputs (SPEC section 4)."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ase_learn2hop  # noqa: F401  (float64)
+from ase_learn2hop.features import (
+    DECAY_RATES,
+    RADIAL_ETAS,
+    STEP_TIMESCALES,
+    FeatureSet,
+    StructureContext,
+    component_features,
+    cosine_cutoff,
+    log_sign_encoding,
+    radial_symmetry_features,
+    step_sine_features,
+)
+
+
+def context(species, length_scale=1.0, box_length=None):
+    n = len(species)
+    return StructureContext(
+        jnp.asarray(species, dtype=jnp.int32),
+        jnp.zeros((n, 5)),
+        jnp.asarray(length_scale),
+        None if box_length is None else jnp.asarray(box_length),
+    )
+
+
+def test_encoding_large_values_give_log_magnitude_and_sign():
+    encoded = np.asarray(log_sign_encoding(jnp.array([2.0, -0.5, 1e3]), p=10.0))
+    np.testing.assert_allclose(encoded[:, 0], np.log([2.0, 0.5, 1e3]) / 10.0)
+    np.testing.assert_allclose(encoded[:, 1], [1.0, -1.0, 1.0])
+
+
+def test_encoding_small_values_are_linear_below_exp_minus_p():
+    tiny = math.exp(-10.0) / 2
+    encoded = np.asarray(log_sign_encoding(jnp.array([tiny, -tiny, 0.0]), p=10.0))
+    np.testing.assert_allclose(encoded[:, 0], [-1.0, -1.0, -1.0])
+    np.testing.assert_allclose(encoded[:, 1], [0.5, -0.5, 0.0])
+
+
+def test_encoding_is_continuous_at_the_branch_point():
+    edge = math.exp(-10.0)
+    below = np.asarray(log_sign_encoding(jnp.array(edge * (1 - 1e-9))))
+    above = np.asarray(log_sign_encoding(jnp.array(edge * (1 + 1e-9))))
+    np.testing.assert_allclose(below, above, atol=1e-6)
+
+
+def test_radial_features_of_a_dimer_match_the_behler_parrinello_formula():
+    r = 1.3
+    positions = jnp.array([[0.0, 0.0, 0.0], [r, 0.0, 0.0]])
+    phi = np.asarray(radial_symmetry_features(positions, context([0, 0])))
+    gamma = 0.5 * (math.cos(math.pi * r / 2.5) + 1.0)
+    expected = [math.exp(-eta * r * r) * gamma for eta in RADIAL_ETAS]
+    np.testing.assert_allclose(phi[0, : len(RADIAL_ETAS)], expected, rtol=1e-12)
+    np.testing.assert_allclose(phi[0, len(RADIAL_ETAS) :], 0.0)
+    np.testing.assert_allclose(phi[0], phi[1])
+
+
+def test_radial_features_split_same_and_other_species_and_use_the_length_scale():
+    scale = 2.88
+    positions = jnp.array([[0.0, 0.0, 0.0], [scale, 0, 0], [0, 2 * scale, 0]])
+    phi = np.asarray(radial_symmetry_features(positions, context([0, 1, 0], scale)))
+    n_eta = len(RADIAL_ETAS)
+    gamma_1 = 0.5 * (math.cos(math.pi * 1.0 / 2.5) + 1.0)
+    gamma_2 = 0.5 * (math.cos(math.pi * 2.0 / 2.5) + 1.0)
+    same_0 = [math.exp(-eta * 4.0) * gamma_2 for eta in RADIAL_ETAS]
+    other_0 = [math.exp(-eta * 1.0) * gamma_1 for eta in RADIAL_ETAS]
+    np.testing.assert_allclose(phi[0, :n_eta], same_0, rtol=1e-12)
+    np.testing.assert_allclose(phi[0, n_eta:], other_0, rtol=1e-12)
+
+
+def test_neighbours_beyond_the_cutoff_contribute_nothing():
+    positions = jnp.array([[0.0, 0.0, 0.0], [2.6, 0.0, 0.0]])
+    assert np.all(np.asarray(radial_symmetry_features(positions, context([0, 0]))) == 0.0)
+    assert float(cosine_cutoff(jnp.array(2.5), 2.5)) == 0.0
+
+
+def test_radial_features_use_the_minimum_image_in_a_periodic_box():
+    positions = jnp.array([[0.2, 5.0, 5.0], [9.8, 5.0, 5.0]])
+    periodic = np.asarray(radial_symmetry_features(positions, context([0, 0], 1.0, 10.0)))
+    near = jnp.array([[0.0, 0.0, 0.0], [0.4, 0.0, 0.0]])
+    free = np.asarray(radial_symmetry_features(near, context([0, 0])))
+    np.testing.assert_allclose(periodic, free, rtol=1e-12)
+
+
+def test_step_sine_features():
+    values = np.asarray(step_sine_features(jnp.asarray(50)))
+    np.testing.assert_allclose(values, [math.sin(50 / tau) for tau in STEP_TIMESCALES])
+
+
+def test_feature_count_follows_the_feature_set():
+    n = 4
+    positions = jnp.arange(12.0).reshape(n, 3) * 0.7
+    gradient = jnp.ones((n, 3))
+    moments = jnp.ones((len(DECAY_RATES), n, 3))
+    for feature_set in [FeatureSet(), FeatureSet(radial=False, step=False), FeatureSet(
+        gradients=True, positions=False, decays=False, adam_like=False,
+        particle_count=False, species=False, step=False, radial=False,
+    )]:
+        features = component_features(
+            feature_set, positions, gradient, moments, moments, jnp.asarray(3), context([0] * n)
+        )
+        assert features.shape == (n, 3, feature_set.n_inputs)
+        assert np.all(np.isfinite(np.asarray(features)))
+
+
+def test_gradient_only_features_encode_the_gradient_component():
+    feature_set = FeatureSet(
+        positions=False, decays=False, adam_like=False, particle_count=False,
+        species=False, step=False, radial=False,
+    )
+    gradient = jnp.array([[2.0, -3.0, 0.0]])
+    moments = jnp.zeros((len(DECAY_RATES), 1, 3))
+    features = np.asarray(component_features(
+        feature_set, jnp.zeros((1, 3)), gradient, moments, moments, jnp.asarray(0), context([0])
+    ))
+    np.testing.assert_allclose(features[0, :, 0], [math.log(2) / 10, math.log(3) / 10, -1.0])
+    np.testing.assert_allclose(features[0, :, 1], [1.0, -1.0, 0.0])
+
+
+def test_unknown_feature_group_is_refused():
+    with pytest.raises(ValueError, match="unknown feature groups"):
+        FeatureSet.from_dict({"gradients": True, "curvature": True})
