@@ -1,0 +1,347 @@
+"""ASE calculators around the JAX potentials (SPEC section 2).
+
+``atoms.calc = LennardJones()`` (or ``Gupta(system="AgAu")``,
+``StillingerWeber()``) gives energies and forces from `ase_learn2hop.potentials`,
+with forces from ``jax.grad``. The jitted energy-and-forces function is built once
+per chemical system and cell, not per position change, and is public
+(`JaxCalculator.energy_and_forces_fn`) so that batched JAX code can reuse it.
+
+Every misuse raises a `CalculatorInputError` (a ``ValueError``) whose message names
+the problem: an element the potential does not cover, an unknown Gupta set, a cell
+Stillinger-Weber cannot handle, non-finite positions, coincident atoms, or an
+energy or force that is not finite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
+from ase_learn2hop import potentials
+
+#: Atoms closer than this (in units of the potential's length scale) coincide.
+COINCIDENCE_TOLERANCE = 1e-6
+
+
+class CalculatorInputError(ValueError):
+    """The atoms (or calculator settings) are outside what the potential handles."""
+
+
+class UnsupportedElementError(CalculatorInputError):
+    """An atom's element is not covered by the potential's parameters."""
+
+
+class UnknownParameterSetError(CalculatorInputError):
+    """A Gupta parameter-set name that does not exist."""
+
+
+class UnsupportedCellError(CalculatorInputError):
+    """Periodicity or cell shape the potential does not support."""
+
+
+class NonFinitePositionsError(CalculatorInputError):
+    """Positions contain NaN or inf."""
+
+
+class CoincidentAtomsError(CalculatorInputError):
+    """Two atoms sit on top of each other."""
+
+
+class NonFiniteResultError(CalculatorInputError):
+    """The computed energy or forces are NaN or inf."""
+
+
+class JaxCalculator(Calculator):
+    """ASE calculator for any JAX energy function of the positions.
+
+    Subclasses choose the energy function per chemical system and cell
+    (`make_energy_fn`) and validate the atoms (`check_atoms`); this class jits
+    ``positions -> (energy, -grad energy)`` once per (atomic numbers, cell, pbc)
+    and caches it.
+
+    Args:
+        energy_fn: ``energy_fn(positions [n_atoms, 3]) -> scalar`` in eV (or reduced
+            units); used by this base class as is. Subclasses pass ``None``.
+        potential_name: short name of the potential, e.g. ``"lj"``.
+        length_scale: the potential's length scale (Å, or reduced units).
+        box_length: periodic cube edge, or ``None`` for free clusters.
+        **kwargs: passed to `ase.calculators.calculator.Calculator`.
+
+    Attributes:
+        potential_name: ``"lj"``, ``"gupta"``, ``"sw"`` (or the name given).
+        length_scale: length scale of the potential (SPEC 4, radial features).
+        box_length: periodic box edge (Å) of the last atoms seen, ``None`` for
+            free clusters.
+
+    Example:
+        >>> from ase import Atoms
+        >>> from ase_learn2hop import potentials
+        >>> atoms = Atoms("X2", positions=[[0, 0, 0], [0, 0, 1.0]])
+        >>> atoms.calc = JaxCalculator(potentials.lennard_jones_energy)
+        >>> round(atoms.get_potential_energy(), 6)
+        -1.0
+    """
+
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces"]
+
+    def __init__(
+        self,
+        energy_fn: Callable[[jax.Array], jax.Array] | None = None,
+        *,
+        potential_name: str = "custom",
+        length_scale: float = 1.0,
+        box_length: float | None = None,
+        **kwargs,
+    ):
+        Calculator.__init__(self, **kwargs)
+        self._energy_fn = energy_fn
+        self.potential_name = potential_name
+        self.length_scale = length_scale
+        self.box_length = box_length
+        self._cache_key = None
+        self._energy_and_forces = None
+        self._checked_energy_and_forces = None
+
+    # Hooks for subclasses ------------------------------------------------------
+
+    def check_atoms(self, atoms) -> None:
+        """Raises a `CalculatorInputError` if the potential cannot handle ``atoms``."""
+
+    def make_energy_fn(self, atoms) -> Callable[[jax.Array], jax.Array]:
+        """``energy_fn(positions [n_atoms, 3]) -> scalar`` for this system and cell."""
+        if self._energy_fn is None:
+            raise NotImplementedError("JaxCalculator needs an energy_fn")
+        return self._energy_fn
+
+    # Public API ----------------------------------------------------------------
+
+    def energy_and_forces_fn(
+        self, atoms
+    ) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+        """The jitted pure function ``positions -> (energy, forces)`` for ``atoms``.
+
+        Valid for any positions of a system with the same atomic numbers, cell and
+        periodicity as ``atoms``; it does not check its inputs (the calculator
+        does). ``forces`` is ``-grad energy``, ``[n_atoms, 3]``.
+
+        Args:
+            atoms: `ase.Atoms` defining the chemical system and cell.
+
+        Returns:
+            ``fn(positions [n_atoms, 3]) -> (scalar energy, [n_atoms, 3] forces)``.
+        """
+        self._prepare(atoms)
+        return self._energy_and_forces
+
+    # ASE -----------------------------------------------------------------------
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        Calculator.calculate(self, atoms, properties, system_changes)
+        atoms = self.atoms
+        positions = np.asarray(atoms.get_positions(), dtype=np.float64)
+        if not np.all(np.isfinite(positions)):
+            bad = np.flatnonzero(~np.all(np.isfinite(positions), axis=1))
+            raise NonFinitePositionsError(
+                f"{self.__class__.__name__}: positions of atom(s) {bad.tolist()} "
+                "are not finite (NaN or inf)"
+            )
+        self._prepare(atoms)
+        energy, forces, closest_pair, closest_distance = (
+            self._checked_energy_and_forces(jnp.asarray(positions))
+        )
+        closest_distance = float(closest_distance)
+        if closest_distance < COINCIDENCE_TOLERANCE * self.length_scale:
+            first, second = (int(index) for index in closest_pair)
+            raise CoincidentAtomsError(
+                f"{self.__class__.__name__}: atoms {first} and {second} coincide "
+                f"(distance {closest_distance:.3g}); the potential is singular there"
+            )
+        energy = float(energy)
+        forces = np.asarray(forces, dtype=np.float64)
+        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
+            raise NonFiniteResultError(
+                f"{self.__class__.__name__}: energy {energy} or forces are not "
+                f"finite (closest pair: atoms {int(closest_pair[0])} and "
+                f"{int(closest_pair[1])} at distance {closest_distance:.3g})"
+            )
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+    # Internals -----------------------------------------------------------------
+
+    def _prepare(self, atoms) -> None:
+        """Validates ``atoms`` and (re)builds the jitted functions if needed."""
+        cache_key = (
+            atoms.get_atomic_numbers().tobytes(),
+            np.asarray(atoms.cell).tobytes(),
+            np.asarray(atoms.pbc).tobytes(),
+        )
+        if cache_key == self._cache_key:
+            return
+        self.check_atoms(atoms)
+        energy_fn = self.make_energy_fn(atoms)
+        value_and_grad = jax.value_and_grad(energy_fn)
+        box_length = self.box_length
+
+        def energy_and_forces(positions):
+            energy, gradient = value_and_grad(positions)
+            return energy, -gradient
+
+        def checked_energy_and_forces(positions):
+            # One fused call also returns the closest pair, so that coincident
+            # atoms (where Gupta stays finite) are reported by name.
+            energy, forces = energy_and_forces(positions)
+            distances = potentials.safe_pairwise_distances(positions, box_length)
+            n_atoms = positions.shape[0]
+            distances = jnp.where(jnp.eye(n_atoms, dtype=bool), jnp.inf, distances)
+            flat_index = jnp.argmin(distances)
+            closest_pair = jnp.stack(jnp.unravel_index(flat_index, distances.shape))
+            return energy, forces, closest_pair, distances.ravel()[flat_index]
+
+        self._energy_and_forces = jax.jit(energy_and_forces)
+        self._checked_energy_and_forces = jax.jit(checked_energy_and_forces)
+        self._cache_key = cache_key
+
+
+def _require_free_cluster(calculator: JaxCalculator, atoms) -> None:
+    if np.any(atoms.pbc):
+        raise UnsupportedCellError(
+            f"{calculator.__class__.__name__} is for free clusters, but atoms.pbc is "
+            f"{atoms.pbc.tolist()}; set atoms.pbc = False"
+        )
+
+
+class LennardJones(JaxCalculator):
+    """Lennard-Jones clusters, **reduced units** (SPEC section 2).
+
+    ``E = sum_{i<j} (1/r)^12 - 2 (1/r)^6``: eps = d0 = 1 and no cutoff, so
+    positions are in units of the pair-minimum distance d0 and energies in units
+    of eps (the LJ13 global minimum is -44.326801). Any chemical symbols are
+    accepted; the system must not be periodic.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            potential_name="lj",
+            length_scale=potentials.LENNARD_JONES_LENGTH_SCALE,
+            box_length=None,
+            **kwargs,
+        )
+
+    def check_atoms(self, atoms) -> None:
+        _require_free_cluster(self, atoms)
+
+    def make_energy_fn(self, atoms):
+        return potentials.lennard_jones_energy_fn()
+
+
+class Gupta(JaxCalculator):
+    """Gupta (RGL) free clusters in Å and eV (SPEC section 2, paper App. A.2).
+
+    Args:
+        system: parameter set, one of ``"Au"`` (Garzon gold, the Au55 benchmark),
+            ``"AgAu"``, ``"AgPt"``, ``"PdAu"``, ``"PdPt"``.
+        **kwargs: passed to `ase.calculators.calculator.Calculator`.
+
+    Attributes:
+        parameter_set: the `potentials.GuptaParameterSet` in use.
+        length_scale: mean of the set's pair distances r0, Å.
+
+    Raises:
+        UnknownParameterSetError: ``system`` is not a known set.
+    """
+
+    def __init__(self, system: str = "Au", **kwargs):
+        if system not in potentials.GUPTA_PARAMETER_SETS:
+            raise UnknownParameterSetError(
+                f"unknown Gupta system {system!r}; valid names: "
+                f"{', '.join(potentials.GUPTA_PARAMETER_SETS)}"
+            )
+        self.parameter_set = potentials.GUPTA_PARAMETER_SETS[system]
+        super().__init__(
+            potential_name="gupta",
+            # Mean pair r0: one length for mixed sets (as systems.gupta_length_scale).
+            length_scale=float(np.mean(np.asarray(self.parameter_set.parameters.r0))),
+            box_length=None,
+            system=system,
+            **kwargs,
+        )
+
+    def species_indices(self, atoms) -> np.ndarray:
+        """``[n_atoms]`` int32 indices of the atoms' elements in the parameter set.
+
+        Raises:
+            UnsupportedElementError: an element is not in the set.
+        """
+        elements = self.parameter_set.elements
+        symbols = atoms.get_chemical_symbols()
+        unknown = sorted(set(symbols) - set(elements))
+        if unknown:
+            raise UnsupportedElementError(
+                f"element(s) {', '.join(unknown)} not in the Gupta set "
+                f"{self.parameter_set.name!r} (elements: {', '.join(elements)})"
+            )
+        return np.array([elements.index(symbol) for symbol in symbols], np.int32)
+
+    def check_atoms(self, atoms) -> None:
+        _require_free_cluster(self, atoms)
+        self.species_indices(atoms)
+
+    def make_energy_fn(self, atoms):
+        return potentials.gupta_energy_fn(
+            self.parameter_set, self.species_indices(atoms)
+        )
+
+
+class StillingerWeber(JaxCalculator):
+    """Stillinger-Weber silicon in a periodic cubic cell, Å and eV (SPEC 2).
+
+    The cell must be periodic in all three directions, cubic, and at least twice
+    the 3.77118 Å cutoff on each edge (minimum image). The default benchmark is
+    Si64 in a 10.862 Å cube (`potentials.SILICON_BOX_LENGTH`), whose diamond
+    structure has -277.537 eV.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            potential_name="sw",
+            length_scale=potentials.STILLINGER_WEBER_LENGTH_SCALE,
+            box_length=None,
+            **kwargs,
+        )
+
+    def check_atoms(self, atoms) -> None:
+        name = self.__class__.__name__
+        if not np.all(atoms.pbc):
+            raise UnsupportedCellError(
+                f"{name} needs a periodic cell in all three directions, but "
+                f"atoms.pbc is {atoms.pbc.tolist()}"
+            )
+        cell = np.asarray(atoms.cell)
+        edge = cell[0, 0]
+        if not np.allclose(cell, edge * np.eye(3), rtol=0.0, atol=1e-8 * abs(edge)):
+            raise UnsupportedCellError(
+                f"{name} needs a cubic cell (equal orthogonal edges), got cell "
+                f"lengths {np.round(atoms.cell.lengths(), 6).tolist()} and angles "
+                f"{np.round(atoms.cell.angles(), 4).tolist()}"
+            )
+        minimum_edge = 2.0 * potentials.STILLINGER_WEBER_CUTOFF
+        if edge < minimum_edge:
+            raise UnsupportedCellError(
+                f"{name}: cell edge {edge:.5f} Å is smaller than twice the cutoff "
+                f"({minimum_edge:.5f} Å), so the minimum-image convention fails"
+            )
+        unknown = sorted(set(atoms.get_chemical_symbols()) - {"Si"})
+        if unknown:
+            raise UnsupportedElementError(
+                f"{name} is parametrized for Si only; got element(s) "
+                f"{', '.join(unknown)}"
+            )
+
+    def make_energy_fn(self, atoms):
+        self.box_length = float(atoms.cell[0, 0])
+        return potentials.stillinger_weber_energy_fn(self.box_length)

@@ -1,0 +1,303 @@
+"""Optimization problems: a potential, its parameters and what the optimizer sees.
+
+A `System` bundles everything a search, a baseline, the benchmark or training
+needs about one kind of structure: the energy function (signature
+``energy_fn(positions, potential_parameters)``), its parameters, the
+`StructureContext` of the learned optimizer's features, how starting structures
+are drawn (harmonic initialization, SPEC section 3) and, where known, the
+global-minimum energy.
+
+Names understood by `system_from_name`:
+
+- ``lj13``, ``lj38``, ... any Lennard-Jones cluster ``ljN`` (reduced units);
+- ``au55`` (any ``auN``), Gupta gold with the Garzon parameters;
+- ``si64``, Stillinger-Weber silicon in the periodic 10.862 Å cube;
+- bimetallic Gupta clusters by formula, ``Ag35Au3``, ``Pd19Pt19``, ... using the
+  parameter set of the two elements (AgAu, AgPt, PdAu, PdPt).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import re
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ase_learn2hop import potentials
+from ase_learn2hop.features import N_SPECIES_DESCRIPTORS, StructureContext
+from ase_learn2hop.initialization import harmonic_initialization
+from ase_learn2hop.search import broadcast_to_batch
+
+#: Au55 global minimum with the Garzon parameters (SPEC decision on gold), eV.
+AU55_GLOBAL_MINIMUM = -181.89
+#: Diamond silicon in the 10.862 Å box under Stillinger-Weber, eV (SPEC).
+SI64_REFERENCE_ENERGY = -277.537
+
+
+class GuptaInput(NamedTuple):
+    """Potential parameters of a Gupta system: ``species`` ``[n]`` int and the
+    set's `potentials.GuptaParameters` (``[S, S]`` arrays)."""
+
+    species: jax.Array
+    parameters: Any
+
+
+class System(NamedTuple):
+    """One optimization problem (see module docstring).
+
+    Attributes:
+        name: e.g. ``"lj13"``, ``"au55"``, ``"Ag35Au3"``, ``"si64"``.
+        potential: ``"lj"``, ``"gupta"`` or ``"sw"``.
+        n_atoms: number of atoms.
+        energy_fn: ``energy_fn(positions [n, 3], potential_parameters) -> scalar``.
+        potential_parameters: pytree passed to ``energy_fn``.
+        context: `StructureContext` for the learned optimizer's features.
+        start_box_size: cube edge of the random starting positions (clusters).
+        start_diameter: soft-sphere diameter of the harmonic initialization.
+        global_minimum: known global-minimum (or reference) energy, or ``None``.
+        symbols: chemical symbols of the atoms (``"X"`` for Lennard-Jones).
+        family: the kind of system weights are chosen by: ``"lj"``, ``"sw"`` or
+            ``"gupta:SET"`` with the Gupta parameter set (``"gupta:AgAu"``).
+    """
+
+    name: str
+    potential: str
+    n_atoms: int
+    energy_fn: Callable
+    potential_parameters: Any
+    context: StructureContext
+    start_box_size: float
+    start_diameter: float
+    global_minimum: float | None
+    symbols: tuple[str, ...]
+    family: str
+
+
+def _lennard_jones(positions, potential_parameters):
+    return potentials.lennard_jones_energy(positions)
+
+
+def _gupta(positions, potential_parameters: GuptaInput):
+    return potentials.gupta_energy(
+        positions, potential_parameters.species, potential_parameters.parameters
+    )
+
+
+def _stillinger_weber(positions, potential_parameters):
+    return potentials.stillinger_weber_energy(positions, potential_parameters)
+
+
+@functools.cache
+def lennard_jones_global_minima() -> dict[int, float]:
+    """Putative global minima of LJ clusters N = 2..150 (Cambridge Cluster Database,
+    Wales & Doye 1997), reduced units."""
+    text = importlib.resources.files("ase_learn2hop").joinpath("data/lj_global_minima.tsv")
+    table = {}
+    for line in text.read_text().splitlines()[1:]:
+        if line.strip():
+            size, energy = line.split()
+            table[int(size)] = float(energy)
+    return table
+
+
+def lennard_jones_system(n_atoms: int) -> System:
+    """A free Lennard-Jones cluster of ``n_atoms`` (reduced units, eps = d0 = 1)."""
+    if n_atoms < 2:
+        raise ValueError(f"a Lennard-Jones cluster needs at least 2 atoms, got {n_atoms}")
+    context = StructureContext(
+        species=jnp.zeros(n_atoms, dtype=jnp.int32),
+        species_descriptors=jnp.zeros((n_atoms, N_SPECIES_DESCRIPTORS)),
+        length_scale=jnp.asarray(potentials.LENNARD_JONES_LENGTH_SCALE),
+    )
+    return System(
+        name=f"lj{n_atoms}",
+        potential="lj",
+        n_atoms=n_atoms,
+        energy_fn=_lennard_jones,
+        potential_parameters=None,
+        context=context,
+        start_box_size=3.0,
+        start_diameter=potentials.LENNARD_JONES_LENGTH_SCALE,
+        global_minimum=lennard_jones_global_minima().get(n_atoms),
+        symbols=("X",) * n_atoms,
+        family="lj",
+    )
+
+
+def gupta_length_scale(parameter_set) -> float:
+    """Length scale l of a Gupta set: the mean of its pair distances r0 (Å)."""
+    r0 = np.asarray(parameter_set.parameters.r0)
+    return float(np.mean(r0))
+
+
+def gupta_species_descriptors(parameter_set, species: np.ndarray) -> jax.Array:
+    """``[n, 5]`` physical descriptors of each atom's own kind: r0_ii / l, p_ii / 10,
+    q_ii / 10, A_ii, xi_ii (eV). See `StructureContext`."""
+    p = parameter_set.parameters
+    diagonal = np.stack(
+        [
+            np.diag(np.asarray(p.r0)) / gupta_length_scale(parameter_set),
+            np.diag(np.asarray(p.p)) / 10.0,
+            np.diag(np.asarray(p.q)) / 10.0,
+            np.diag(np.asarray(p.A)),
+            np.diag(np.asarray(p.xi)),
+        ],
+        axis=-1,
+    )
+    return jnp.asarray(diagonal[np.asarray(species)])
+
+
+def gupta_system(set_name: str, symbols: list[str] | tuple[str, ...], name: str = "") -> System:
+    """A free Gupta cluster with the given chemical symbols, one per atom.
+
+    Args:
+        set_name: ``"Au"``, ``"AgAu"``, ``"AgPt"``, ``"PdAu"`` or ``"PdPt"``.
+        symbols: ``n`` chemical symbols, each an element of the set.
+    """
+    if set_name not in potentials.GUPTA_PARAMETER_SETS:
+        raise ValueError(
+            f"unknown Gupta parameter set {set_name!r}; "
+            f"choose from {sorted(potentials.GUPTA_PARAMETER_SETS)}"
+        )
+    parameter_set = potentials.GUPTA_PARAMETER_SETS[set_name]
+    elements = tuple(parameter_set.elements)
+    unknown = sorted(set(symbols) - set(elements))
+    if unknown:
+        raise ValueError(
+            f"element(s) {unknown} not covered by the Gupta set {set_name!r} "
+            f"(elements {list(elements)})"
+        )
+    species = np.array([elements.index(s) for s in symbols], dtype=np.int32)
+    length_scale = gupta_length_scale(parameter_set)
+    n_atoms = len(symbols)
+    context = StructureContext(
+        species=jnp.asarray(species),
+        species_descriptors=gupta_species_descriptors(parameter_set, species),
+        length_scale=jnp.asarray(length_scale),
+    )
+    global_minimum = AU55_GLOBAL_MINIMUM if (set_name == "Au" and n_atoms == 55) else None
+    return System(
+        name=name or formula(symbols),
+        potential="gupta",
+        n_atoms=n_atoms,
+        energy_fn=_gupta,
+        potential_parameters=GuptaInput(jnp.asarray(species), parameter_set.parameters),
+        context=context,
+        start_box_size=4.0,
+        start_diameter=length_scale,
+        global_minimum=global_minimum,
+        symbols=tuple(symbols),
+        family=f"gupta:{set_name}",
+    )
+
+
+def silicon_system(
+    n_atoms: int = 64, box_length: float = potentials.SILICON_BOX_LENGTH
+) -> System:
+    """Stillinger-Weber silicon in a periodic cube of edge ``box_length`` Å."""
+    if box_length < 2 * potentials.STILLINGER_WEBER_CUTOFF:
+        raise ValueError(
+            f"periodic box {box_length} Å is smaller than twice the Stillinger-Weber "
+            f"cutoff ({2 * potentials.STILLINGER_WEBER_CUTOFF:.5f} Å)"
+        )
+    context = StructureContext(
+        species=jnp.zeros(n_atoms, dtype=jnp.int32),
+        species_descriptors=jnp.zeros((n_atoms, N_SPECIES_DESCRIPTORS)),
+        length_scale=jnp.asarray(potentials.STILLINGER_WEBER_LENGTH_SCALE),
+        box_length=jnp.asarray(box_length),
+    )
+    reference = SI64_REFERENCE_ENERGY if (n_atoms == 64 and box_length == 10.862) else None
+    return System(
+        name=f"si{n_atoms}",
+        potential="sw",
+        n_atoms=n_atoms,
+        energy_fn=_stillinger_weber,
+        potential_parameters=jnp.asarray(box_length),
+        context=context,
+        start_box_size=box_length,
+        start_diameter=potentials.SILICON_NEAREST_NEIGHBOUR_DISTANCE,
+        global_minimum=reference,
+        symbols=("Si",) * n_atoms,
+        family="sw",
+    )
+
+
+def formula(symbols) -> str:
+    """``Ag35Au3``-style formula, elements in alphabetical order."""
+    counts: dict[str, int] = {}
+    for s in symbols:
+        counts[s] = counts.get(s, 0) + 1
+    return "".join(f"{e}{counts[e]}" for e in sorted(counts))
+
+
+def bimetallic_system(first: str, first_count: int, second: str, second_count: int) -> System:
+    """A bimetallic Gupta cluster, e.g. ``bimetallic_system("Ag", 35, "Au", 3)``."""
+    for set_name, parameter_set in potentials.GUPTA_PARAMETER_SETS.items():
+        if len(parameter_set.elements) == 2 and set(parameter_set.elements) == {first, second}:
+            symbols = [first] * first_count + [second] * second_count
+            return gupta_system(set_name, symbols)
+    raise ValueError(
+        f"no bimetallic Gupta set covers {first} and {second}; sets: "
+        f"{sorted(potentials.GUPTA_PARAMETER_SETS)}"
+    )
+
+
+def system_from_name(name: str) -> System:
+    """Parse ``lj13``, ``au55``, ``si64`` or a bimetallic formula like ``Ag35Au3``."""
+    lowered = name.lower()
+    if match := re.fullmatch(r"lj(\d+)", lowered):
+        return lennard_jones_system(int(match.group(1)))
+    if match := re.fullmatch(r"au(\d+)", lowered):
+        return gupta_system("Au", ["Au"] * int(match.group(1)), name=lowered)
+    if match := re.fullmatch(r"si(\d+)", lowered):
+        n_atoms = int(match.group(1))
+        if n_atoms != 64:
+            raise ValueError("silicon is defined for 64 atoms in the 10.862 Å cube (si64)")
+        return silicon_system(n_atoms)
+    if match := re.fullmatch(r"([A-Z][a-z]?)(\d+)([A-Z][a-z]?)(\d+)", name):
+        first, first_count, second, second_count = match.groups()
+        return bimetallic_system(first, int(first_count), second, int(second_count))
+    raise ValueError(
+        f"unknown system {name!r}: use ljN (e.g. lj38), auN (au55), si64 or a "
+        "bimetallic formula such as Ag35Au3 or Pd19Pt19"
+    )
+
+
+def starting_structures(key: jax.Array, system: System, n_starts: int) -> jax.Array:
+    """``[n_starts, n, 3]`` harmonic-initialization starts for ``system`` (SPEC 3)."""
+    return harmonic_initialization(
+        key,
+        system.n_atoms,
+        n_starts,
+        box_size=system.start_box_size,
+        diameter=system.start_diameter,
+        box_length=system.context.box_length,
+    )
+
+
+_BOUND_ENERGY_FUNCTIONS: dict[str, Callable] = {}
+
+
+def bound_energy_fn(system: System) -> Callable[[jax.Array], jax.Array]:
+    """``energy_fn(positions)`` of ``system`` with its parameters bound.
+
+    One function object per system name, so that jitted drivers that take the
+    energy function as a static argument compile once per system.
+    """
+    if system.name not in _BOUND_ENERGY_FUNCTIONS:
+        _BOUND_ENERGY_FUNCTIONS[system.name] = functools.partial(
+            system.energy_fn, potential_parameters=system.potential_parameters
+        )
+    return _BOUND_ENERGY_FUNCTIONS[system.name]
+
+
+def batched(system: System, n_starts: int) -> tuple[StructureContext, Any]:
+    """The system's context and potential parameters with a leading batch axis."""
+    return (
+        broadcast_to_batch(system.context, n_starts),
+        broadcast_to_batch(system.potential_parameters, n_starts),
+    )

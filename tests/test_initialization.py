@@ -1,0 +1,102 @@
+"""Harmonic initialization (SPEC section 3): reproducible, batched, spread apart."""
+
+import jax
+import numpy as np
+import pytest
+
+import ase_learn2hop  # noqa: F401  (float64)
+from ase_learn2hop import initialization, potentials
+
+
+def closest_pair_distances(positions, box_length=None):
+    """``[n_starts]`` closest distance per structure, computed with numpy."""
+    positions = np.asarray(positions)
+    delta = positions[:, :, None, :] - positions[:, None, :, :]
+    if box_length is not None:
+        delta -= box_length * np.round(delta / box_length)
+    distances = np.linalg.norm(delta, axis=-1)
+    n_atoms = positions.shape[1]
+    distances[:, np.arange(n_atoms), np.arange(n_atoms)] = np.inf
+    return distances.min(axis=(1, 2))
+
+
+def test_same_key_same_structures_and_batched_shape():
+    key = jax.random.key(3)
+    kwargs = {"box_size": 3.0, "diameter": 1.0, "steps": 50}
+    first = initialization.harmonic_initialization(key, 13, 4, **kwargs)
+    second = initialization.harmonic_initialization(key, 13, 4, **kwargs)
+    other = initialization.harmonic_initialization(jax.random.key(4), 13, 4, **kwargs)
+    assert first.shape == (4, 13, 3)
+    assert first.dtype == np.float64
+    np.testing.assert_array_equal(first, second)
+    assert not np.allclose(first, other)
+    # Every start of the batch is different.
+    assert len({np.asarray(start).tobytes() for start in first}) == 4
+
+
+@pytest.mark.parametrize(
+    "n_atoms, box_size, diameter", [(13, 3.0, 1.0), (38, 3.0, 1.0), (55, 4.0, 2.96)]
+)
+def test_clusters_are_spread_to_contact(n_atoms, box_size, diameter):
+    positions = initialization.harmonic_initialization(
+        jax.random.key(0),
+        n_atoms,
+        6,
+        box_size=box_size,
+        diameter=diameter,
+        learning_rate=1e-2,
+    )
+    assert np.all(closest_pair_distances(positions) > 0.8 * diameter)
+    soft_sphere = jax.vmap(lambda x: potentials.soft_sphere_energy(x, diameter))
+    assert np.all(np.asarray(soft_sphere(positions)) < 1e-2)
+
+
+def test_paper_defaults_remove_overlaps_of_small_clusters():
+    key = jax.random.key(1)
+    raw = initialization.harmonic_initialization(
+        key, 13, 8, box_size=3.0, diameter=1.0, steps=0
+    )
+    relaxed = initialization.harmonic_initialization(
+        key, 13, 8, box_size=3.0, diameter=1.0
+    )
+    assert np.all(np.abs(np.asarray(raw)) <= 1.5)
+    soft_sphere = jax.vmap(lambda x: potentials.soft_sphere_energy(x, 1.0))
+    assert np.all(np.asarray(soft_sphere(relaxed)) < 0.2)
+    assert np.all(closest_pair_distances(relaxed) > 0.6)
+    assert closest_pair_distances(raw).min() < closest_pair_distances(relaxed).min()
+
+
+def test_periodic_starts_lie_inside_box_and_respect_images():
+    box = potentials.SILICON_BOX_LENGTH
+    diameter = potentials.SILICON_NEAREST_NEIGHBOUR_DISTANCE
+    positions = initialization.harmonic_initialization(
+        jax.random.key(2),
+        64,
+        4,
+        box_size=1.0,  # ignored with a periodic box
+        diameter=diameter,
+        box_length=box,
+        learning_rate=1e-2,
+    )
+    positions = np.asarray(positions)
+    assert positions.shape == (4, 64, 3)
+    assert np.all((positions >= 0.0) & (positions < box))
+    # The atoms fill the box rather than the 1.0 cube.
+    assert np.ptp(positions[..., 0]) > 0.8 * box
+    assert np.all(closest_pair_distances(positions, box) > 0.8 * diameter)
+
+
+def test_starting_structures_per_system():
+    key = jax.random.key(5)
+    lennard_jones = initialization.starting_structures(key, "lj", 13, 2)
+    assert lennard_jones.shape == (2, 13, 3)
+    gupta = initialization.starting_structures(key, "gupta", 13, 2, diameter=2.96)
+    assert gupta.shape == (2, 13, 3)
+    # The Gupta box (4.0 Å) and diameter (2.96 Å) make bigger clusters than LJ.
+    assert np.ptp(np.asarray(gupta)) > np.ptp(np.asarray(lennard_jones))
+    silicon = np.asarray(initialization.starting_structures(key, "sw", 64, 1))
+    assert np.all((silicon >= 0.0) & (silicon < potentials.SILICON_BOX_LENGTH))
+    with pytest.raises(ValueError, match="diameter"):
+        initialization.starting_structures(key, "gupta", 13, 2)
+    with pytest.raises(ValueError, match="unknown system 'morse'"):
+        initialization.starting_structures(key, "morse", 13, 2)

@@ -1,0 +1,138 @@
+"""Meta-training tasks and the meta-loss (paper sections 3.2-3.3, SPEC section 5).
+
+A task is one `System` (``lj13``, ``au55``, ``Ag35Au3``, ``si64``, ...). A problem
+instance is one harmonic-initialization start of every task of the run (a tuple,
+one ``[n_atoms_k, 3]`` array per task: tasks may differ in size). The meta-loss of
+theta on an instance is the mean over tasks of
+
+    E_final / |E_adam|,
+
+E_final the energy after the learned steps and the final polish, E_adam the best
+minimum Adam finds from 150 starts of that task (computed once and cached on disk):
+-1 means "as good as Adam's best". A population of P candidates is evaluated on P
+instances, so a meta-batch holds P starts of each task (the paper's floor(80 / m)
+copies of each of m tasks, with every candidate seeing every task).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ase_learn2hop import descent, systems
+from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig
+from ase_learn2hop.search import learned_search
+
+
+class MetaTask(NamedTuple):
+    """A system and the magnitude of Adam's best minimum on it (the loss scale)."""
+
+    system: systems.System
+    adam_best_energy: float
+
+
+def default_cache_directory() -> Path:
+    """Where Adam reference energies are cached (``$LEARN2HOP_CACHE`` or
+    ``~/.cache/ase_learn2hop``)."""
+    return Path(os.environ.get("LEARN2HOP_CACHE", Path.home() / ".cache" / "ase_learn2hop"))
+
+
+def adam_best_energy(
+    system: systems.System,
+    *,
+    steps: int,
+    n_starts: int = 150,
+    learning_rates: tuple[float, ...] = descent.BASELINE_LEARNING_RATES,
+    seed: int = 12345,
+    cache_directory: Path | None = None,
+) -> float:
+    """Lowest energy Adam reaches from ``n_starts`` starts, over its learning-rate
+    grid, after ``steps`` steps and the paper's polish; cached on disk.
+
+    Returns:
+        energy (eV, or reduced units for Lennard-Jones).
+    """
+    cache_directory = default_cache_directory() if cache_directory is None else cache_directory
+    description = {
+        "system": system.name, "steps": steps, "starts": n_starts,
+        "learning_rates": list(learning_rates), "seed": seed, "version": 1,
+    }
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+    cache_file = Path(cache_directory) / f"adam_reference_{system.name}_{digest}.json"
+    if cache_file.exists():
+        return float(json.loads(cache_file.read_text())["adam_best_energy"])
+    energy_fn = systems.bound_energy_fn(system)
+    starts = systems.starting_structures(jax.random.key(seed), system, n_starts)
+    box = system.context.box_length
+    box = None if box is None else float(box)
+    best = np.inf
+    for learning_rate in learning_rates:
+        result = descent.run_optimizer(
+            *descent.adam_descent(energy_fn, learning_rate), starts, steps, box_length=box
+        )
+        polished = descent.polish(energy_fn, result.positions, box_length=box)
+        energies = np.asarray(polished.energy)
+        best = min(best, float(np.min(np.where(np.isfinite(energies), energies, np.inf))))
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps({**description, "adam_best_energy": best}, indent=2))
+    return best
+
+
+def make_tasks(system_names: list[str], *, adam_steps: int, **adam_options) -> list[MetaTask]:
+    """`MetaTask` for each named system (Adam references computed or read from cache)."""
+    tasks = []
+    for name in system_names:
+        system = systems.system_from_name(name)
+        tasks.append(MetaTask(system, adam_best_energy(system, steps=adam_steps, **adam_options)))
+    return tasks
+
+
+def make_meta_loss(
+    tasks: list[MetaTask],
+    config: LearnedOptimizerConfig,
+    horizon: int,
+    polish_steps: int = 1000,
+):
+    """``loss_fn(theta, instance) -> scalar`` for the training loop.
+
+    ``instance`` is a tuple with one ``[n_atoms, 3]`` start per task.
+    """
+    scales = [abs(task.adam_best_energy) for task in tasks]
+
+    def loss_fn(theta, instance):
+        losses = []
+        for task, scale, positions in zip(tasks, scales, instance):
+            system = task.system
+            result, _ = learned_search(
+                theta,
+                config,
+                system.energy_fn,
+                positions,
+                system.context,
+                system.potential_parameters,
+                n_steps=horizon,
+                polish_steps=polish_steps,
+            )
+            losses.append(result.final_energy / scale)
+        return jnp.mean(jnp.stack(losses))
+
+    return loss_fn
+
+
+def make_instance_sampler(tasks: list[MetaTask]):
+    """``sample_instances(key, n) -> tuple of [n, n_atoms_k, 3]`` fresh starts."""
+
+    def sample_instances(key: jax.Array, n: int) -> tuple[jax.Array, ...]:
+        keys = jax.random.split(key, len(tasks))
+        return tuple(
+            systems.starting_structures(k, task.system, n) for k, task in zip(keys, tasks)
+        )
+
+    return sample_instances
