@@ -71,12 +71,13 @@ def system_from_atoms(atoms: Atoms) -> systems.System | None:
 
     calc = atoms.calc
     symbols = atoms.get_chemical_symbols()
+    if isinstance(calc, calculators.JaxCalculator):
+        calc.check_atoms(atoms)
     if isinstance(calc, calculators.LennardJones):
         return systems.lennard_jones_system(len(atoms))
     if isinstance(calc, calculators.Gupta):
         return systems.gupta_system(calc.parameter_set.name, symbols)
     if isinstance(calc, calculators.StillingerWeber):
-        calc.check_cell(atoms)
         return systems.silicon_system(len(atoms), float(atoms.cell[0, 0]))
     return None
 
