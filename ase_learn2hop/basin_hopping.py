@@ -236,9 +236,7 @@ def accept_last_descent(
 
 
 # One optimizer per configuration, so that repeated searches reuse the compiled run.
-_cached_basin_hopping_descent = functools.lru_cache(maxsize=64)(
-    basin_hopping_descent
-)
+_cached_basin_hopping_descent = functools.lru_cache(maxsize=64)(basin_hopping_descent)
 
 
 def basin_hopping(
@@ -300,7 +298,10 @@ def basin_hopping(
         )
     temperature = float(temperature)
     init_fn, step_fn = _cached_basin_hopping_descent(
-        energy_fn, float(step_size), int(descent_steps), float(learning_rate),
+        energy_fn,
+        float(step_size),
+        int(descent_steps),
+        float(learning_rate),
         temperature,
     )
     keys = jax.random.split(key, positions_batch.shape[0])

@@ -514,7 +514,9 @@ def run_optimizer(
         )
     if int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps}")
-    if record_every is not None and (int(record_every) != record_every or record_every < 1):
+    if record_every is not None and (
+        int(record_every) != record_every or record_every < 1
+    ):
         raise ValueError(f"record_every must be a positive integer, got {record_every}")
     if box_length is not None:
         box_length = float(box_length)

@@ -316,3 +316,68 @@ def batched_search_finish(
         return search_finish(energy_fn, s, c, p, polish_steps, polish_learning_rate)
 
     return jax.vmap(run)(state, context, potential_parameters)
+
+
+def learned_search_in_cycles(
+    theta: Theta,
+    config: LearnedOptimizerConfig,
+    energy_fn: EnergyFn,
+    positions: jax.Array,
+    context: StructureContext,
+    potential_parameters: Any,
+    *,
+    n_steps: int,
+    horizon: int,
+    polish_steps: int = POLISH_STEPS,
+    polish_learning_rate: float = POLISH_LEARNING_RATE,
+) -> SearchResult:
+    """``n_steps`` learned steps for a batch of starts, in cycles of ``horizon``.
+
+    The semantics of `LearnedHopOptimizer.run`: weights trained for a horizon H
+    search in successive cycles of H steps; each cycle ends with the polish and
+    the next starts from its polished last structure with a fresh optimizer
+    state. The result keeps, per start, the best polished minimum over all cycles.
+    (A Python loop over cycles, each cycle one jitted batched computation.)
+
+    Args:
+        positions: ``[batch, n, 3]`` starts; ``context`` and
+            ``potential_parameters`` batched alike.
+        n_steps: total learned steps per start.
+        horizon: steps per cycle (the weights' training horizon).
+
+    Returns:
+        a batched `SearchResult`; ``final_*`` are those of the last cycle.
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be positive, got {horizon}")
+    state = batched_search_init(energy_fn, positions, potential_parameters)
+    best_energy = best_positions = result = None
+    evaluations = jnp.zeros(positions.shape[0], dtype=jnp.int64)
+    remaining = n_steps
+    while True:
+        cycle = min(horizon, remaining)
+        state = batched_search_steps(
+            theta, config, energy_fn, state, context, potential_parameters, cycle
+        )
+        remaining -= cycle
+        result = batched_search_finish(
+            energy_fn, state, context, potential_parameters, polish_steps, polish_learning_rate
+        )
+        evaluations = evaluations + result.energy_evaluations
+        if best_energy is None:
+            best_energy, best_positions = result.best_energy, result.best_positions
+        else:
+            better = _finite_or_inf(result.best_energy) < _finite_or_inf(best_energy)
+            best_energy = jnp.where(better, result.best_energy, best_energy)
+            best_positions = jnp.where(better[:, None, None], result.best_positions, best_positions)
+        if remaining <= 0:
+            break
+        restart = jnp.where(
+            jnp.isfinite(result.final_energy)[:, None, None],
+            result.final_positions,
+            result.best_positions,
+        )
+        state = batched_search_init(energy_fn, restart, potential_parameters)
+    return result._replace(
+        best_energy=best_energy, best_positions=best_positions, energy_evaluations=evaluations
+    )

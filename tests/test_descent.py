@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import ase.io
-import ase_learn2hop  # noqa: F401  (enables float64 before any array is made)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +11,8 @@ import pytest
 from ase import Atoms
 from ase.calculators.lj import LennardJones
 from ase.optimize import FIRE
+
+import ase_learn2hop  # noqa: F401  (enables float64 before any array is made)
 from ase_learn2hop.descent import (
     BASELINE_LEARNING_RATES,
     adam_descent,
@@ -124,7 +125,9 @@ def test_fire_matches_ase_fire_step_by_step(learning_rate):
         )
         np.testing.assert_allclose(state.positions, atoms.positions, atol=1e-8)
         np.testing.assert_allclose(state.time_step, ase_fire.dt, rtol=1e-12)
-        np.testing.assert_allclose(state.velocity, ase_fire.vel.reshape(-1, 3), atol=1e-8)
+        np.testing.assert_allclose(
+            state.velocity, ase_fire.vel.reshape(-1, 3), atol=1e-8
+        )
     # The comparison must have exercised both the growth and the uphill reset.
     changes = np.diff(time_steps)
     assert (changes > 0).any() and (changes < 0).any()
@@ -171,8 +174,10 @@ def test_optimizer_then_polish_reaches_local_minimum(
 def test_polish_recovers_lj13_global_minimum():
     atoms = ase.io.read(DATA / "lj13_global_minimum.xyz")
     starts = np.stack(
-        [atoms.positions + np.random.default_rng(seed).normal(0, 0.03, (13, 3))
-         for seed in range(3)]
+        [
+            atoms.positions + np.random.default_rng(seed).normal(0, 0.03, (13, 3))
+            for seed in range(3)
+        ]
     )
     result = polish(lennard_jones_energy, jnp.asarray(starts))
     np.testing.assert_allclose(result.energy, LJ13_GLOBAL_MINIMUM_ENERGY, atol=1e-6)
@@ -204,7 +209,9 @@ def test_run_reports_best_counts_and_trajectory(lj7_starts):
         rtol=1e-12,
     )
     shorter = run_optimizer(*optimizer, lj7_starts, 60, record_every=25)
-    np.testing.assert_allclose(shorter.energy_trajectory, result.energy_trajectory[:, :2])
+    np.testing.assert_allclose(
+        shorter.energy_trajectory, result.energy_trajectory[:, :2]
+    )
 
 
 def test_box_length_wraps_positions_into_the_cell():

@@ -109,3 +109,22 @@ def test_batched_search_equals_single_searches():
 def test_config_round_trips_through_a_dict():
     config = LearnedOptimizerConfig(features=FeatureSet(step=False), hidden_sizes=(16, 8))
     assert LearnedOptimizerConfig.from_dict(config.to_dict()) == config
+
+
+def test_cycles_keep_the_best_minimum_over_all_cycles():
+    config = LearnedOptimizerConfig()
+    theta = perturbed_theta(config, scale=0.5)
+    starts = jax.random.uniform(jax.random.key(6), (4, 6, 3)) * 2.0
+    context = search.broadcast_to_batch(lj_context(6), 4)
+    one_cycle = search.learned_search_in_cycles(
+        theta, config, lj, starts, context, None, n_steps=20, horizon=20, polish_steps=50
+    )
+    single, _ = search.batched_learned_search(
+        theta, config, lj, starts, context, None, n_steps=20, polish_steps=50
+    )
+    np.testing.assert_allclose(one_cycle.best_energy, single.best_energy, rtol=1e-12)
+    three_cycles = search.learned_search_in_cycles(
+        theta, config, lj, starts, context, None, n_steps=50, horizon=20, polish_steps=50
+    )
+    assert np.all(np.asarray(three_cycles.best_energy) <= np.asarray(single.best_energy) + 1e-12)
+    assert int(three_cycles.energy_evaluations[0]) == 3 * (1 + 2 * 50) + 50

@@ -1,0 +1,58 @@
+"""End to end: a tiny meta-training run exports weights LearnedHopOptimizer runs."""
+
+import json
+
+import jax
+import numpy as np
+from ase import Atoms
+
+import ase_learn2hop  # noqa: F401
+from ase_learn2hop import LearnedHopOptimizer, systems
+from ase_learn2hop.calculators import LennardJones
+from ase_learn2hop.cli import main
+from ase_learn2hop.weights import load_weights
+
+
+def test_two_updates_on_lj13_export_weights_the_optimizer_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEARN2HOP_CACHE", str(tmp_path / "cache"))
+    config = {
+        "name": "tiny",
+        "systems": ["lj13"],
+        "strategy": "esmc",
+        "horizon": 10,
+        "population": 2,
+        "updates": 2,
+        "validation_starts": 2,
+        "validate_every": 1,
+        "polish_steps": 20,
+        "adam_reference_starts": 4,
+    }
+    config_path = tmp_path / "tiny.json"
+    config_path.write_text(json.dumps(config))
+    out = tmp_path / "run"
+    assert main(["train", str(config_path), "--out", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["update"] for row in rows if "mean_loss" in row] == [1, 2]
+    assert (out / "meta_loss.png").stat().st_size > 0
+    weights = load_weights(out / "tiny.json")
+    assert weights.horizon == 10
+    assert weights.manifest["systems"] == ["lj13"]
+    assert weights.manifest["training"]["strategy"] == "esmc"
+    assert len(weights.manifest["metrics"]["meta_loss_curve"]) == 2
+    assert weights.manifest["commit"]
+
+    system = systems.lennard_jones_system(13)
+    positions = np.asarray(systems.starting_structures(jax.random.key(1), system, 1)[0])
+    atoms = Atoms("X13", positions=positions)
+    atoms.calc = LennardJones()
+    start = atoms.get_potential_energy()
+    LearnedHopOptimizer(atoms, weights=weights, logfile=None).run(steps=15)
+    assert atoms.get_potential_energy() <= start
+
+    # A finished run restarted with more updates resumes from its checkpoint.
+    assert main(["train", str(config_path), "--out", str(out), "--updates", "3", "--quiet"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["update"] for row in rows if "mean_loss" in row] == [1, 2, 3]
+    # export of the checkpoint writes the same kind of weight file
+    assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0
+    assert load_weights(tmp_path / "exported" / "tiny.json").horizon == 10
