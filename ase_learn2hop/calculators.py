@@ -151,8 +151,10 @@ class JaxCalculator(Calculator):
                 "are not finite (NaN or inf)"
             )
         self._prepare(atoms)
-        energy, forces, closest_pair, closest_distance = (
-            self._checked_energy_and_forces(jnp.asarray(positions))
+        # One transfer of all outputs; numpy goes to the jitted function directly
+        # (jnp.asarray first would cost an extra dispatch per call).
+        energy, forces, closest_pair, closest_distance = jax.device_get(
+            self._checked_energy_and_forces(positions)
         )
         closest_distance = float(closest_distance)
         if closest_distance < COINCIDENCE_TOLERANCE * self.length_scale:

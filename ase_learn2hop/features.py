@@ -159,7 +159,7 @@ def radial_symmetry_features(
     squared = jnp.where(off_diagonal, squared, (2.0 * cutoff * context.length_scale) ** 2)
     r = jnp.sqrt(squared) / context.length_scale
     weights = cosine_cutoff(r, cutoff)
-    kernels = jnp.exp(-jnp.asarray(etas)[:, None, None] * r[None] ** 2) * weights
+    kernels = jnp.exp(-jnp.asarray(etas, dtype=r.dtype)[:, None, None] * r[None] ** 2) * weights
     same_species = context.species[:, None] == context.species[None, :]
     same = jnp.sum(jnp.where(same_species[None], kernels, 0.0), axis=-1)
     other = jnp.sum(jnp.where(same_species[None], 0.0, kernels), axis=-1)
@@ -184,7 +184,23 @@ def centered_positions(positions: jax.Array, context: StructureContext) -> jax.A
     return (positions - origin) / context.length_scale
 
 
-def component_features(
+class FeatureBlocks(NamedTuple):
+    """Encoded features split by what they vary over (the network's first layer is
+    linear, so per-atom and shared features are multiplied once per atom / once per
+    structure instead of once per component).
+
+    Attributes:
+        component: ``[n, 3, 2 * n_component]`` per coordinate component.
+        atom: ``[n, 2 * n_atom]`` per atom (species, radial).
+        shared: ``[2 * n_shared]`` per structure (particle count, step sines).
+    """
+
+    component: jax.Array
+    atom: jax.Array
+    shared: jax.Array
+
+
+def feature_blocks(
     feature_set: FeatureSet,
     positions: jax.Array,
     gradient: jax.Array,
@@ -192,8 +208,8 @@ def component_features(
     second_moments: jax.Array,
     step: jax.Array,
     context: StructureContext,
-) -> jax.Array:
-    """All enabled features of every coordinate component, encoded.
+) -> FeatureBlocks:
+    """All enabled features, encoded, in three blocks (see `FeatureBlocks`).
 
     Args:
         feature_set: which groups to include.
@@ -203,44 +219,51 @@ def component_features(
             and g^2 *after* including this step's gradient.
         step: scalar int, the step index t (0 at the first update).
         context: the system's `StructureContext`.
-
-    Returns:
-        ``[n, 3, feature_set.n_inputs]`` encoded features.
     """
     n_atoms = positions.shape[0]
-    per_component = []
-    per_atom = []
-    shared = []
+    dtype = positions.dtype
+    per_component = [jnp.zeros((n_atoms, 3, 0), dtype)]
+    per_atom = [jnp.zeros((n_atoms, 0), dtype)]
+    shared = [jnp.zeros((0,), dtype)]
     if feature_set.gradients:
         per_component.append(gradient[..., None])
     if feature_set.positions:
         per_component.append(centered_positions(positions, context)[..., None])
-    decays = jnp.asarray(DECAY_RATES)[:, None, None]
+    decays = jnp.asarray(DECAY_RATES, dtype=dtype)[:, None, None]
     bias_correction = 1.0 - decays ** (step + 1.0)
-    corrected_first = first_moments / bias_correction
-    corrected_second = second_moments / bias_correction
     if feature_set.decays:
         per_component.append(jnp.moveaxis(first_moments, 0, -1))
         per_component.append(jnp.moveaxis(second_moments, 0, -1))
     if feature_set.adam_like:
+        corrected_first = first_moments / bias_correction
+        corrected_second = second_moments / bias_correction
         inverse_norm = jax.lax.rsqrt(corrected_second + _ADAM_EPSILON)
         per_component.append(jnp.moveaxis(corrected_first * inverse_norm, 0, -1))
         per_component.append(jnp.moveaxis(inverse_norm, 0, -1))
     if feature_set.particle_count:
-        shared.append(jnp.asarray([n_atoms], dtype=positions.dtype))
+        shared.append(jnp.asarray([n_atoms], dtype=dtype))
     if feature_set.species:
         per_atom.append(context.species_descriptors)
     if feature_set.step:
-        shared.append(step_sine_features(step))
+        shared.append(step_sine_features(step).astype(dtype))
     if feature_set.radial:
         per_atom.append(radial_symmetry_features(positions, context))
-    blocks = list(per_component)
-    if per_atom:
-        atom_block = jnp.concatenate(per_atom, axis=-1)
-        blocks.append(jnp.broadcast_to(atom_block[:, None, :], (n_atoms, 3, atom_block.shape[-1])))
-    if shared:
-        shared_block = jnp.concatenate(shared)
-        blocks.append(jnp.broadcast_to(shared_block, (n_atoms, 3, shared_block.shape[-1])))
-    raw = jnp.concatenate(blocks, axis=-1)
-    encoded = log_sign_encoding(raw, feature_set.encoding_scale)
-    return encoded.reshape(n_atoms, 3, -1)
+
+    def encode(blocks):
+        raw = jnp.concatenate(blocks, axis=-1)
+        encoded = log_sign_encoding(raw, feature_set.encoding_scale)
+        return encoded.reshape(raw.shape[:-1] + (2 * raw.shape[-1],))
+
+    return FeatureBlocks(encode(per_component), encode(per_atom), encode(shared))
+
+
+def component_features(*args, **kwargs) -> jax.Array:
+    """All enabled features of every component as one array
+    ``[n, 3, feature_set.n_inputs]`` (component block, then per-atom, then shared
+    features, each broadcast to every component). Same arguments as
+    `feature_blocks`; this is the network's input."""
+    blocks = feature_blocks(*args, **kwargs)
+    n_atoms = blocks.component.shape[0]
+    atom = jnp.broadcast_to(blocks.atom[:, None, :], (n_atoms, 3, blocks.atom.shape[-1]))
+    shared = jnp.broadcast_to(blocks.shared, (n_atoms, 3, blocks.shared.shape[-1]))
+    return jnp.concatenate([blocks.component, atom, shared], axis=-1)

@@ -267,8 +267,16 @@ def system_from_name(name: str) -> System:
     )
 
 
+#: Step of the soft-sphere descent of the harmonic initialization, in units of the
+#: diameter. Decision: the paper's 1e-3 over 1000 steps leaves pairs at 0.45-0.56
+#: diameters in 38- to 75-atom clusters (the soft sphere is not minimized, contrary
+#: to the paper's intent); 1e-2 brings every pair past 0.97 diameters.
+START_LEARNING_RATE = 1e-2
+
+
 def starting_structures(key: jax.Array, system: System, n_starts: int) -> jax.Array:
-    """``[n_starts, n, 3]`` harmonic-initialization starts for ``system`` (SPEC 3)."""
+    """``[n_starts, n, 3]`` harmonic-initialization starts for ``system`` (SPEC 3):
+    the same key gives the same starts, for every method."""
     return harmonic_initialization(
         key,
         system.n_atoms,
@@ -276,6 +284,7 @@ def starting_structures(key: jax.Array, system: System, n_starts: int) -> jax.Ar
         box_size=system.start_box_size,
         diameter=system.start_diameter,
         box_length=system.context.box_length,
+        learning_rate=START_LEARNING_RATE,
     )
 
 

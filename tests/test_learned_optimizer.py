@@ -54,7 +54,7 @@ def test_zero_output_weights_leave_positions_unchanged():
 
 
 def test_update_is_paper_equation_two():
-    config = LearnedOptimizerConfig()
+    config = LearnedOptimizerConfig(network_dtype="float64")
     theta = perturbed_theta(config)
     positions = jax.random.uniform(jax.random.key(3), (5, 3)) * 2
     gradient = jax.grad(lennard_jones_energy)(positions)
@@ -72,6 +72,11 @@ def test_update_is_paper_equation_two():
     gate = jax.nn.sigmoid(theta["beta"] * outputs[..., 0] + theta["gamma"])
     np.testing.assert_allclose(displacement, theta["alpha"] * outputs[..., 1] * gate, rtol=1e-12)
     assert int(new_state.step) == 1
+    # The float32 network gives the same step to single precision.
+    fast, _ = learned_optimizer.update(
+        theta, LearnedOptimizerConfig(), state, positions, gradient, lj_context(5)
+    )
+    np.testing.assert_allclose(fast, displacement, rtol=1e-4, atol=1e-7)
 
 
 def test_search_keeps_the_best_structure_and_polishes_it():

@@ -119,6 +119,8 @@ def make_meta_loss(
                 system.potential_parameters,
                 n_steps=horizon,
                 polish_steps=polish_steps,
+                # The meta-loss is the polished last structure (paper 3.3).
+                polish_best=False,
             )
             losses.append(result.final_energy / scale)
         return jnp.mean(jnp.stack(losses))
