@@ -56,3 +56,15 @@ def test_two_updates_on_lj13_export_weights_the_optimizer_runs(tmp_path, monkeyp
     # export of the checkpoint writes the same kind of weight file
     assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0
     assert load_weights(tmp_path / "exported" / "tiny.json").horizon == 10
+
+
+def test_minimum_starts_are_local_minima(tmp_path):
+    from ase_learn2hop.potentials import lennard_jones_energy
+    from ase_learn2hop.training.tasks import MetaTask, make_instance_sampler
+
+    task = MetaTask(systems.lennard_jones_system(7), -16.505384)
+    (starts,) = make_instance_sampler([task], minimum_start_fraction=0.5)(jax.random.key(0), 4)
+    forces = np.asarray(jax.vmap(jax.grad(lennard_jones_energy))(starts))
+    largest = np.linalg.norm(forces, axis=-1).max(axis=-1)
+    assert np.all(largest[:2] < 1e-2)
+    assert np.all(largest[2:] > 1e-2)

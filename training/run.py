@@ -28,7 +28,7 @@ import numpy as np
 import ase_learn2hop
 from ase_learn2hop.features import FeatureSet
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, init_theta
-from ase_learn2hop.weights import save_weights
+from ase_learn2hop.weights import load_weights, save_weights
 
 from .checkpoint import checkpoint_exists, restore_checkpoint
 from .distributed import initialize_distributed
@@ -51,6 +51,11 @@ DEFAULTS: dict[str, Any] = {
     "adam_reference_starts": 150,
     "features": {},
     "hidden_sizes": [32, 32],
+    "network_dtype": "float32",
+    # A weight file to start from instead of a fresh theta (fine-tuning).
+    "init_weights": None,
+    # Share of training starts that are local minima (see tasks.make_instance_sampler).
+    "minimum_start_fraction": 0.0,
 }
 OVERRIDABLE = ("strategy", "horizon", "population", "updates", "seed", "sigma", "learning_rate")
 
@@ -92,6 +97,15 @@ def current_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def network_config(config: dict[str, Any]) -> LearnedOptimizerConfig:
+    """The learned optimizer's architecture a training config asks for."""
+    return LearnedOptimizerConfig(
+        features=FeatureSet.from_dict(config["features"]),
+        hidden_sizes=tuple(config["hidden_sizes"]),
+        network_dtype=config["network_dtype"],
+    )
+
+
 def strategy_from_config(config: dict[str, Any]):
     if config["strategy"] == "ga":
         return make_strategy("ga", population_size=config["population"], sigma=config["sigma"])
@@ -109,10 +123,7 @@ def run_training(config: dict[str, Any], out: Path, progress: bool = True) -> Pa
     """Train as ``config`` says; returns the exported weight manifest's path."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    network = LearnedOptimizerConfig(
-        features=FeatureSet.from_dict(config["features"]),
-        hidden_sizes=tuple(config["hidden_sizes"]),
-    )
+    network = network_config(config)
     tasks = make_tasks(
         config["systems"],
         adam_steps=config["horizon"],
@@ -120,12 +131,21 @@ def run_training(config: dict[str, Any], out: Path, progress: bool = True) -> Pa
     )
     key = jax.random.key(config["seed"])
     theta_key, train_key, validation_key = jax.random.split(key, 3)
-    sample_instances = make_instance_sampler(tasks)
+    theta0 = init_theta(theta_key, network)
+    if config["init_weights"]:
+        start = load_weights(config["init_weights"])
+        if start.config != network:
+            raise SystemExit(
+                f"init_weights {config['init_weights']} has configuration "
+                f"{start.config.to_dict()}, this run needs {network.to_dict()}"
+            )
+        theta0 = start.theta
+    sample_instances = make_instance_sampler(tasks, config["minimum_start_fraction"])
     loss_fn = make_meta_loss(tasks, network, config["horizon"], config["polish_steps"])
     started = time.time()
     result = train(
         strategy_from_config(config),
-        init_theta(theta_key, network),
+        theta0,
         loss_fn,
         sample_instances,
         n_updates=config["updates"],
@@ -187,10 +207,7 @@ def export_checkpoint(run_directory: Path, out: Path | None = None) -> Path:
     config = json.loads((run_directory / "config.json").read_text())
     if not checkpoint_exists(run_directory):
         raise SystemExit(f"{run_directory} has no checkpoint")
-    network = LearnedOptimizerConfig(
-        features=FeatureSet.from_dict(config["features"]),
-        hidden_sizes=tuple(config["hidden_sizes"]),
-    )
+    network = network_config(config)
     tasks = make_tasks(
         config["systems"], adam_steps=config["horizon"], n_starts=config["adam_reference_starts"]
     )

@@ -128,13 +128,49 @@ def make_meta_loss(
     return loss_fn
 
 
-def make_instance_sampler(tasks: list[MetaTask]):
-    """``sample_instances(key, n) -> tuple of [n, n_atoms_k, 3]`` fresh starts."""
+#: Adam steps (at lr 1e-2) that turn a harmonic start into a local minimum for
+#: `make_instance_sampler`'s ``minimum_start_fraction``.
+MINIMUM_START_ADAM_STEPS = 1000
+
+
+def local_minima_starts(system: systems.System, starts: jax.Array) -> jax.Array:
+    """``[n, n_atoms, 3]`` local minima reached from ``starts`` by Adam (lr 1e-2,
+    `MINIMUM_START_ADAM_STEPS` steps) and the paper's polish."""
+    energy_fn = systems.bound_energy_fn(system)
+    box = system.context.box_length
+    box = None if box is None else float(box)
+    descended = descent.run_optimizer(
+        *descent.adam_descent(energy_fn, 1e-2), starts, MINIMUM_START_ADAM_STEPS,
+        box_length=box,
+    )
+    return descent.polish(energy_fn, descended.positions, box_length=box).positions
+
+
+def make_instance_sampler(tasks: list[MetaTask], minimum_start_fraction: float = 0.0):
+    """``sample_instances(key, n) -> tuple of [n, n_atoms_k, 3]`` fresh starts.
+
+    Args:
+        tasks: the run's tasks.
+        minimum_start_fraction: share of the starts (of each task) that are local
+            minima (`local_minima_starts`) instead of harmonic starts. Decision for
+            short horizons: `LearnedHopOptimizer` runs long searches as cycles of H
+            steps, each starting from a polished minimum; with this option the
+            meta-loss rewards what those cycles need, leaving a minimum for a
+            lower one (hopping). 0 is the paper's protocol.
+    """
+    if not 0.0 <= minimum_start_fraction <= 1.0:
+        raise ValueError(f"minimum_start_fraction must be in [0, 1], got {minimum_start_fraction}")
 
     def sample_instances(key: jax.Array, n: int) -> tuple[jax.Array, ...]:
         keys = jax.random.split(key, len(tasks))
-        return tuple(
-            systems.starting_structures(k, task.system, n) for k, task in zip(keys, tasks)
-        )
+        instances = []
+        for k, task in zip(keys, tasks):
+            starts = systems.starting_structures(k, task.system, n)
+            n_minima = int(round(minimum_start_fraction * n))
+            if n_minima:
+                minima = local_minima_starts(task.system, starts[:n_minima])
+                starts = jnp.concatenate([minima, starts[n_minima:]])
+            instances.append(starts)
+        return tuple(instances)
 
     return sample_instances
