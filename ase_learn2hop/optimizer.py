@@ -55,8 +55,15 @@ from ase_learn2hop import learned_optimizer, search, systems, weights as weight_
 from ase_learn2hop.features import N_SPECIES_DESCRIPTORS, StructureContext
 from ase_learn2hop.minima import DistinctMinima
 
-#: Shipped weights picked by `LearnedHopOptimizer` when ``weights=None``.
-DEFAULT_WEIGHTS = {"lj": "lj", "gupta:Au": "au55", "gupta:AgAu": "agau", "gupta": "bimetallic", "sw": "si64"}
+#: Shipped weights picked by `LearnedHopOptimizer` when ``weights=None``, in order
+#: of preference, by `systems.System.family` (then by potential).
+DEFAULT_WEIGHTS = {
+    "lj": ("lj", "lj13"),
+    "gupta:Au": ("au55", "bimetallic"),
+    "gupta:AgAu": ("agau", "bimetallic"),
+    "gupta": ("bimetallic",),
+    "sw": ("si64",),
+}
 #: Most force calls the final FIRE polish may spend to reach ``fmax``.
 FINAL_POLISH_MAX_STEPS = 5000
 
@@ -85,12 +92,10 @@ def system_from_atoms(atoms: Atoms) -> systems.System | None:
 def default_weights_for(system: systems.System) -> weight_files.LearnedWeights:
     """The shipped weights that fit ``system``, or a clear error.
 
-    Lennard-Jones clusters get ``lj``, gold ``au55``, silver-gold ``agau`` (else
-    ``bimetallic``), other bimetallic clusters ``bimetallic``, silicon ``si64``.
+    Lennard-Jones clusters get ``lj`` (else ``lj13``), gold ``au55``, silver-gold
+    ``agau``, other bimetallic clusters ``bimetallic``, silicon ``si64``.
     """
-    candidates = [DEFAULT_WEIGHTS.get(system.family, DEFAULT_WEIGHTS[system.potential])]
-    if system.potential == "gupta" and "bimetallic" not in candidates:
-        candidates.append("bimetallic")
+    candidates = DEFAULT_WEIGHTS.get(system.family, DEFAULT_WEIGHTS[system.potential])
     available = weight_files.available_pretrained()
     for name in candidates:
         if name in available:
