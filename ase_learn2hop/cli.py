@@ -94,7 +94,8 @@ def optimize_command(args: argparse.Namespace) -> int:
     if potential == "lj":
         reference = systems.lennard_jones_global_minima().get(len(atoms))
         if reference is not None:
-            print(f"global minimum    {reference:.6f}  (gap {energy - reference:.6f})")
+            gap = energy - reference
+            print(f"global minimum    {reference:.6f}  (gap {0.0 if abs(gap) < 5e-7 else gap:.6f})")
     print(f"distinct minima   {len(optimizer.minima)}")
     if args.out:
         write(args.out, best)

@@ -108,7 +108,12 @@ def network_config(config: dict[str, Any]) -> LearnedOptimizerConfig:
 
 def strategy_from_config(config: dict[str, Any]):
     if config["strategy"] == "ga":
-        return make_strategy("ga", population_size=config["population"], sigma=config["sigma"])
+        return make_strategy(
+            "ga",
+            population_size=config["population"],
+            sigma=config["sigma"],
+            n_confirm_instances=config.get("confirm_instances", config["population"]),
+        )
     from .strategies import default_meta_optimizer
 
     return make_strategy(
