@@ -29,7 +29,9 @@ def _calculator(potential: str):
     if potential.startswith("gupta"):
         _, _, set_name = potential.partition(":")
         return Gupta(system=set_name or "Au")
-    raise SystemExit(f"unknown potential {potential!r}: use lj, gupta:SET (e.g. gupta:AgAu) or sw")
+    raise SystemExit(
+        f"unknown potential {potential!r}: use lj, gupta:SET (e.g. gupta:AgAu) or sw"
+    )
 
 
 def _infer_potential(system) -> str:
@@ -57,7 +59,9 @@ def load_structure(structure: str, potential: str | None, seed: int):
         system = systems.system_from_name(structure)
     except ValueError as error:
         raise SystemExit(f"{structure!r} is neither a file nor a system name: {error}")
-    positions = np.asarray(systems.starting_structures(jax.random.key(seed), system, 1)[0])
+    positions = np.asarray(
+        systems.starting_structures(jax.random.key(seed), system, 1)[0]
+    )
     box = system.context.box_length
     cell = None if box is None else [float(box)] * 3
     atoms = Atoms(system.symbols, positions=positions, cell=cell, pbc=box is not None)
@@ -82,7 +86,9 @@ def optimize_command(args: argparse.Namespace) -> int:
         n_starts=args.starts,
         observe_every=args.observe_every,
     )
-    with tqdm(total=args.steps, desc="learned steps", unit="step", disable=args.quiet) as bar:
+    with tqdm(
+        total=args.steps, desc="learned steps", unit="step", disable=args.quiet
+    ) as bar:
         done = 0
         for _ in optimizer.irun(fmax=args.fmax, steps=args.steps):
             bar.update(optimizer.nsteps - done)
@@ -90,12 +96,16 @@ def optimize_command(args: argparse.Namespace) -> int:
             bar.set_postfix(best=f"{optimizer.best_energy:.6f}")
     energy, best = optimizer.get_minimum()
     print(f"start energy      {start_energy:.6f}")
-    print(f"best energy       {energy:.6f}  ({args.steps} learned steps, {args.starts} start(s))")
+    print(
+        f"best energy       {energy:.6f}  ({args.steps} learned steps, {args.starts} start(s))"
+    )
     if potential == "lj":
         reference = systems.lennard_jones_global_minima().get(len(atoms))
         if reference is not None:
             gap = energy - reference
-            print(f"global minimum    {reference:.6f}  (gap {0.0 if abs(gap) < 5e-7 else gap:.6f})")
+            print(
+                f"global minimum    {reference:.6f}  (gap {0.0 if abs(gap) < 5e-7 else gap:.6f})"
+            )
     print(f"distinct minima   {len(optimizer.minima)}")
     if args.out:
         write(args.out, best)
@@ -110,18 +120,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    optimize = commands.add_parser("optimize", help="global optimization of one structure")
-    optimize.add_argument("structure", help="structure file (any ASE format) or a name: lj13, au55, si64, Ag35Au3")
-    optimize.add_argument("--potential", help="lj, gupta:SET (Au, AgAu, AgPt, PdAu, PdPt) or sw")
-    optimize.add_argument("--steps", type=int, default=50000, help="learned steps (default 50000)")
+    optimize = commands.add_parser(
+        "optimize", help="global optimization of one structure"
+    )
+    optimize.add_argument(
+        "structure",
+        help="structure file (any ASE format) or a name: lj13, au55, si64, Ag35Au3",
+    )
+    optimize.add_argument(
+        "--potential", help="lj, gupta:SET (Au, AgAu, AgPt, PdAu, PdPt) or sw"
+    )
+    optimize.add_argument(
+        "--steps", type=int, default=50000, help="learned steps (default 50000)"
+    )
     optimize.add_argument("--starts", type=int, default=1, help="searches run at once")
-    optimize.add_argument("--weights", help="weight manifest or shipped name (default: chosen by system)")
+    optimize.add_argument(
+        "--weights", help="weight manifest or shipped name (default: chosen by system)"
+    )
     optimize.add_argument("--seed", type=int, default=0)
-    optimize.add_argument("--fmax", type=float, default=0.01, help="force criterion of the final polish")
-    optimize.add_argument("--out", help="write the best structure here (any ASE format)")
+    optimize.add_argument(
+        "--fmax", type=float, default=0.01, help="force criterion of the final polish"
+    )
+    optimize.add_argument(
+        "--out", help="write the best structure here (any ASE format)"
+    )
     optimize.add_argument("--trajectory", help="ASE trajectory of the search")
-    optimize.add_argument("--logfile", default=None, help="optimizer log ('-' for stdout)")
-    optimize.add_argument("--observe-every", type=int, default=1000, help="steps per jitted chunk")
+    optimize.add_argument(
+        "--logfile", default=None, help="optimizer log ('-' for stdout)"
+    )
+    optimize.add_argument(
+        "--observe-every", type=int, default=1000, help="steps per jitted chunk"
+    )
     optimize.add_argument("--quiet", action="store_true", help="no progress bar")
     optimize.set_defaults(handler=optimize_command)
 

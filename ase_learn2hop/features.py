@@ -156,10 +156,15 @@ def radial_symmetry_features(
     off_diagonal = ~jnp.eye(n_atoms, dtype=bool)
     squared = jnp.sum(displacements**2, axis=-1)
     # Self pairs get a distance past the cutoff so they contribute exactly zero.
-    squared = jnp.where(off_diagonal, squared, (2.0 * cutoff * context.length_scale) ** 2)
+    squared = jnp.where(
+        off_diagonal, squared, (2.0 * cutoff * context.length_scale) ** 2
+    )
     r = jnp.sqrt(squared) / context.length_scale
     weights = cosine_cutoff(r, cutoff)
-    kernels = jnp.exp(-jnp.asarray(etas, dtype=r.dtype)[:, None, None] * r[None] ** 2) * weights
+    kernels = (
+        jnp.exp(-jnp.asarray(etas, dtype=r.dtype)[:, None, None] * r[None] ** 2)
+        * weights
+    )
     same_species = context.species[:, None] == context.species[None, :]
     same = jnp.sum(jnp.where(same_species[None], kernels, 0.0), axis=-1)
     other = jnp.sum(jnp.where(same_species[None], 0.0, kernels), axis=-1)
@@ -264,6 +269,8 @@ def component_features(*args, **kwargs) -> jax.Array:
     `feature_blocks`; this is the network's input."""
     blocks = feature_blocks(*args, **kwargs)
     n_atoms = blocks.component.shape[0]
-    atom = jnp.broadcast_to(blocks.atom[:, None, :], (n_atoms, 3, blocks.atom.shape[-1]))
+    atom = jnp.broadcast_to(
+        blocks.atom[:, None, :], (n_atoms, 3, blocks.atom.shape[-1])
+    )
     shared = jnp.broadcast_to(blocks.shared, (n_atoms, 3, blocks.shared.shape[-1]))
     return jnp.concatenate([blocks.component, atom, shared], axis=-1)

@@ -49,7 +49,7 @@ class LearnedOptimizerConfig:
             ``"float64"``.
     """
 
-    features: FeatureSet = FeatureSet()
+    features: FeatureSet = dataclasses.field(default_factory=FeatureSet)
     hidden_sizes: tuple[int, ...] = (32, 32)
     alpha: float = 0.1
     beta: float = 1.0
@@ -176,17 +176,24 @@ def update(
     decays = jnp.asarray(DECAY_RATES)[:, None, None]
     first = decays * state.first_moments + (1.0 - decays) * gradient
     second = decays * state.second_moments + (1.0 - decays) * gradient**2
+
     # Features in the network's precision: the radial sums and the encoding's
     # logarithms are most of the cost of a step, and float32 halves it on CPU.
     def cast(tree):
         return jax.tree_util.tree_map(
-            lambda leaf: leaf.astype(config.network_dtype)
-            if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf,
+            lambda leaf: (
+                leaf.astype(config.network_dtype)
+                if jnp.issubdtype(leaf.dtype, jnp.floating)
+                else leaf
+            ),
             tree,
         )
 
     blocks = feature_blocks(
-        config.features, *cast((positions, gradient, first, second)), state.step, cast(context)
+        config.features,
+        *cast((positions, gradient, first, second)),
+        state.step,
+        cast(context),
     )
     outputs = apply_network(theta["network"], blocks, config.network_dtype)
     outputs = outputs.astype(positions.dtype)

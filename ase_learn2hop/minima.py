@@ -12,7 +12,9 @@ import dataclasses
 import numpy as np
 
 
-def distance_fingerprint(positions: np.ndarray, box_length: float | None = None) -> np.ndarray:
+def distance_fingerprint(
+    positions: np.ndarray, box_length: float | None = None
+) -> np.ndarray:
     """Sorted interatomic distances ``[n (n - 1) / 2]``: invariant under
     permutation, translation and rotation of the structure."""
     positions = np.asarray(positions, dtype=float)
@@ -50,12 +52,16 @@ class DistinctMinima:
             return False
         fingerprint = distance_fingerprint(positions, self.box_length)
         for record in self.records:
-            if abs(record.energy - energy) <= self.energy_tolerance and np.max(
-                np.abs(record.fingerprint - fingerprint)
-            ) <= self.distance_tolerance:
+            if (
+                abs(record.energy - energy) <= self.energy_tolerance
+                and np.max(np.abs(record.fingerprint - fingerprint))
+                <= self.distance_tolerance
+            ):
                 record.visits += 1
                 return False
-        self.records.append(MinimumRecord(float(energy), np.array(positions), fingerprint))
+        self.records.append(
+            MinimumRecord(float(energy), np.array(positions), fingerprint)
+        )
         self.records.sort(key=lambda record: record.energy)
         del self.records[self.capacity :]
         return True

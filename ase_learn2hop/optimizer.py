@@ -51,7 +51,8 @@ from ase import Atoms
 from ase.optimize import FIRE
 from ase.optimize.optimize import DEFAULT_MAX_STEPS, Optimizer
 
-from ase_learn2hop import learned_optimizer, search, systems, weights as weight_files
+from ase_learn2hop import learned_optimizer, search, systems
+from ase_learn2hop import weights as weight_files
 from ase_learn2hop.features import N_SPECIES_DESCRIPTORS, StructureContext
 from ase_learn2hop.minima import DistinctMinima
 
@@ -128,8 +129,11 @@ def _generic_context(atoms: Atoms, length_scale: float | None) -> StructureConte
     box_length = None
     if atoms.pbc.any():
         cell = atoms.cell.array
-        if not (atoms.pbc.all() and np.allclose(cell, np.diag(np.diag(cell)))
-                and np.allclose(np.diag(cell), cell[0, 0])):
+        if not (
+            atoms.pbc.all()
+            and np.allclose(cell, np.diag(np.diag(cell)))
+            and np.allclose(np.diag(cell), cell[0, 0])
+        ):
             raise ValueError("periodic systems must be fully periodic cubic cells")
         box_length = float(cell[0, 0])
     if length_scale is None:
@@ -190,7 +194,9 @@ class LearnedHopOptimizer(Optimizer):
         **kwargs,
     ):
         if atoms.calc is None:
-            raise ValueError("LearnedHopOptimizer needs atoms with a calculator attached")
+            raise ValueError(
+                "LearnedHopOptimizer needs atoms with a calculator attached"
+            )
         if not np.all(np.isfinite(atoms.get_positions())):
             raise ValueError("atoms has non-finite (NaN or infinite) positions")
         if n_starts < 1:
@@ -213,7 +219,8 @@ class LearnedHopOptimizer(Optimizer):
             )
         self.weights = self._resolve_weights(weights)
         self.context = (
-            self.system.context if self.system is not None
+            self.system.context
+            if self.system is not None
             else _generic_context(atoms, length_scale)
         )
         if length_scale is not None and self.system is not None:
@@ -235,7 +242,9 @@ class LearnedHopOptimizer(Optimizer):
         self._state = None
         self._cycle_step = 0
         self._last_observed_step = 0
-        super().__init__(atoms, restart, logfile, trajectory, append_trajectory, **kwargs)
+        super().__init__(
+            atoms, restart, logfile, trajectory, append_trajectory, **kwargs
+        )
 
     # -- set-up ------------------------------------------------------------------
 
@@ -292,20 +301,26 @@ class LearnedHopOptimizer(Optimizer):
             others = np.asarray(systems.starting_structures(key, self.system, extra))
         else:
             noise = jax.random.normal(key, (extra,) + positions.shape[1:])
-            others = positions + self.perturbation * float(self.context.length_scale) * np.asarray(noise)
+            others = positions + self.perturbation * float(
+                self.context.length_scale
+            ) * np.asarray(noise)
         return np.concatenate([positions, others])
 
     def _batched_context(self):
         return search.broadcast_to_batch(self.context, self.n_starts)
 
     def _batched_parameters(self):
-        parameters = self.system.potential_parameters if self.system is not None else None
+        parameters = (
+            self.system.potential_parameters if self.system is not None else None
+        )
         return search.broadcast_to_batch(parameters, self.n_starts)
 
     def _begin_cycle(self, positions: np.ndarray) -> None:
         if self.fast:
             self._state = search.batched_search_init(
-                self.system.energy_fn, jnp.asarray(positions), self._batched_parameters()
+                self.system.energy_fn,
+                jnp.asarray(positions),
+                self._batched_parameters(),
             )
         else:
             energy, gradient = self._generic_energy_gradient(positions[0])
@@ -322,7 +337,9 @@ class LearnedHopOptimizer(Optimizer):
         self.energy_evaluations += self.n_starts
         self._cycle_step = 0
 
-    def _generic_energy_gradient(self, positions: np.ndarray) -> tuple[float, np.ndarray]:
+    def _generic_energy_gradient(
+        self, positions: np.ndarray
+    ) -> tuple[float, np.ndarray]:
         probe = self.atoms.copy()
         probe.calc = self.atoms.calc
         probe.set_positions(positions)
@@ -339,8 +356,13 @@ class LearnedHopOptimizer(Optimizer):
         theta, config = self.weights.theta, self.weights.config
         if self.fast:
             self._state = search.batched_search_steps(
-                theta, config, self.system.energy_fn, self._state,
-                self._batched_context(), self._batched_parameters(), n_steps,
+                theta,
+                config,
+                self.system.energy_fn,
+                self._state,
+                self._batched_context(),
+                self._batched_parameters(),
+                n_steps,
             )
         else:
             state = jax.tree_util.tree_map(lambda leaf: leaf[0], self._state)
@@ -353,10 +375,16 @@ class LearnedHopOptimizer(Optimizer):
 
     def _generic_step(self, state: search.SearchState) -> search.SearchState:
         displacement, optimizer_state = _jitted_update(
-            self.weights.theta, self.weights.config, state.optimizer_state,
-            state.positions, state.gradient, self.context,
+            self.weights.theta,
+            self.weights.config,
+            state.optimizer_state,
+            state.positions,
+            state.gradient,
+            self.context,
         )
-        positions = search.wrap_positions(state.positions + displacement, self.context.box_length)
+        positions = search.wrap_positions(
+            state.positions + displacement, self.context.box_length
+        )
         energy, gradient = self._generic_energy_gradient(np.asarray(positions))
         better = energy < float(state.best_energy)
         return search.SearchState(
@@ -382,28 +410,40 @@ class LearnedHopOptimizer(Optimizer):
             stacklevel=3,
         )
         positions = np.where(
-            diverged[:, None, None], np.asarray(self._state.best_positions),
+            diverged[:, None, None],
+            np.asarray(self._state.best_positions),
             np.asarray(self._state.positions),
         )
-        best_energy, best_positions = self._state.best_energy, self._state.best_positions
+        best_energy, best_positions = (
+            self._state.best_energy,
+            self._state.best_positions,
+        )
         cycle_step = self._cycle_step
         self._begin_cycle(positions)
-        self._state = self._state._replace(best_energy=best_energy, best_positions=best_positions)
+        self._state = self._state._replace(
+            best_energy=best_energy, best_positions=best_positions
+        )
         self._cycle_step = cycle_step
 
     def _finish_cycle(self) -> None:
         """Polish every search, record minima, restart from the polished structures."""
         if self.fast:
             result = search.batched_search_finish(
-                self.system.energy_fn, self._state, self._batched_context(),
-                self._batched_parameters(), self.polish_steps, self.polish_learning_rate,
+                self.system.energy_fn,
+                self._state,
+                self._batched_context(),
+                self._batched_parameters(),
+                self.polish_steps,
+                self.polish_learning_rate,
             )
             final_positions = np.asarray(result.final_positions)
             final_energies = np.asarray(result.final_energy)
             best_positions = np.asarray(result.best_positions)
             best_energies = np.asarray(result.best_energy)
         else:
-            state = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[0]), self._state)
+            state = jax.tree_util.tree_map(
+                lambda leaf: np.asarray(leaf[0]), self._state
+            )
             last = self._generic_polish(state.positions)
             seen = self._generic_polish(state.best_positions)
             final_positions, final_energies = last[0][None], np.array([last[1]])
@@ -417,7 +457,9 @@ class LearnedHopOptimizer(Optimizer):
             self._offer_best(float(energy), positions)
         finite = np.where(np.isfinite(best_energies), best_energies, np.inf)
         self.start_energies = (
-            finite if self.start_energies is None else np.minimum(self.start_energies, finite)
+            finite
+            if self.start_energies is None
+            else np.minimum(self.start_energies, finite)
         )
         restart = np.where(
             np.isfinite(final_energies)[:, None, None], final_positions, best_positions

@@ -16,7 +16,8 @@ Everything here is for one structure; `batched_learned_search` vmaps it.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -125,7 +126,12 @@ def search_steps(
 
     def one_step(carry: SearchState, _):
         displacement, optimizer_state = learned_optimizer.update(
-            theta, config, carry.optimizer_state, carry.positions, carry.gradient, context
+            theta,
+            config,
+            carry.optimizer_state,
+            carry.positions,
+            carry.gradient,
+            context,
         )
         positions = wrap_positions(carry.positions + displacement, context.box_length)
         energy, gradient = value_and_grad(positions, potential_parameters)
@@ -202,7 +208,11 @@ def search_finish(
     if not polish_best:
         positions, energy = polish(state.positions)
         return SearchResult(
-            energy, positions, energy, positions, state.energy_evaluations + polish_steps
+            energy,
+            positions,
+            energy,
+            positions,
+            state.energy_evaluations + polish_steps,
         )
     both = jnp.stack([state.positions, state.best_positions])
     polished, energies = jax.vmap(polish)(both)
@@ -220,7 +230,12 @@ def search_finish(
 @functools.partial(
     jax.jit,
     static_argnames=(
-        "config", "energy_fn", "n_steps", "polish_steps", "record", "polish_best"
+        "config",
+        "energy_fn",
+        "n_steps",
+        "polish_steps",
+        "record",
+        "polish_best",
     ),
 )
 def learned_search(
@@ -284,16 +299,20 @@ def batched_learned_search(
     carry the same leading batch axis on every array leaf (use
     `broadcast_to_batch` for a system shared by all starts).
     """
-    run = functools.partial(learned_search, config=config, energy_fn=energy_fn, **kwargs)
-    return jax.vmap(lambda x, c, p: run(theta, positions=x, context=c, potential_parameters=p))(
-        positions, context, potential_parameters
+    run = functools.partial(
+        learned_search, config=config, energy_fn=energy_fn, **kwargs
     )
+    return jax.vmap(
+        lambda x, c, p: run(theta, positions=x, context=c, potential_parameters=p)
+    )(positions, context, potential_parameters)
 
 
 def broadcast_to_batch(tree: Any, batch_size: int) -> Any:
     """Give every array leaf of ``tree`` a leading axis of ``batch_size``."""
     return jax.tree_util.tree_map(
-        lambda leaf: jnp.broadcast_to(jnp.asarray(leaf), (batch_size,) + jnp.shape(leaf)),
+        lambda leaf: jnp.broadcast_to(
+            jnp.asarray(leaf), (batch_size,) + jnp.shape(leaf)
+        ),
         tree,
     )
 
@@ -303,7 +322,9 @@ def batched_search_init(
     energy_fn: EnergyFn, positions: jax.Array, potential_parameters: Any = None
 ) -> SearchState:
     """`search_init` for ``[batch, n, 3]`` starts (parameters batched too)."""
-    return jax.vmap(lambda x, p: search_init(energy_fn, x, p))(positions, potential_parameters)
+    return jax.vmap(lambda x, p: search_init(energy_fn, x, p))(
+        positions, potential_parameters
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("config", "energy_fn", "n_steps"))
@@ -384,7 +405,12 @@ def learned_search_in_cycles(
         )
         remaining -= cycle
         result = batched_search_finish(
-            energy_fn, state, context, potential_parameters, polish_steps, polish_learning_rate
+            energy_fn,
+            state,
+            context,
+            potential_parameters,
+            polish_steps,
+            polish_learning_rate,
         )
         evaluations = evaluations + result.energy_evaluations
         if best_energy is None:
@@ -392,7 +418,9 @@ def learned_search_in_cycles(
         else:
             better = _finite_or_inf(result.best_energy) < _finite_or_inf(best_energy)
             best_energy = jnp.where(better, result.best_energy, best_energy)
-            best_positions = jnp.where(better[:, None, None], result.best_positions, best_positions)
+            best_positions = jnp.where(
+                better[:, None, None], result.best_positions, best_positions
+            )
         if remaining <= 0:
             break
         restart = jnp.where(
@@ -402,5 +430,7 @@ def learned_search_in_cycles(
         )
         state = batched_search_init(energy_fn, restart, potential_parameters)
     return result._replace(
-        best_energy=best_energy, best_positions=best_positions, energy_evaluations=evaluations
+        best_energy=best_energy,
+        best_positions=best_positions,
+        energy_evaluations=evaluations,
     )

@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import re
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -95,7 +96,9 @@ def _stillinger_weber(positions, potential_parameters):
 def lennard_jones_global_minima() -> dict[int, float]:
     """Putative global minima of LJ clusters N = 2..150 (Cambridge Cluster Database,
     Wales & Doye 1997), reduced units."""
-    text = importlib.resources.files("ase_learn2hop").joinpath("data/lj_global_minima.tsv")
+    text = importlib.resources.files("ase_learn2hop").joinpath(
+        "data/lj_global_minima.tsv"
+    )
     table = {}
     for line in text.read_text().splitlines()[1:]:
         if line.strip():
@@ -107,7 +110,9 @@ def lennard_jones_global_minima() -> dict[int, float]:
 def lennard_jones_system(n_atoms: int) -> System:
     """A free Lennard-Jones cluster of ``n_atoms`` (reduced units, eps = d0 = 1)."""
     if n_atoms < 2:
-        raise ValueError(f"a Lennard-Jones cluster needs at least 2 atoms, got {n_atoms}")
+        raise ValueError(
+            f"a Lennard-Jones cluster needs at least 2 atoms, got {n_atoms}"
+        )
     context = StructureContext(
         species=jnp.zeros(n_atoms, dtype=jnp.int32),
         species_descriptors=jnp.zeros((n_atoms, N_SPECIES_DESCRIPTORS)),
@@ -151,7 +156,9 @@ def gupta_species_descriptors(parameter_set, species: np.ndarray) -> jax.Array:
     return jnp.asarray(diagonal[np.asarray(species)])
 
 
-def gupta_system(set_name: str, symbols: list[str] | tuple[str, ...], name: str = "") -> System:
+def gupta_system(
+    set_name: str, symbols: list[str] | tuple[str, ...], name: str = ""
+) -> System:
     """A free Gupta cluster with the given chemical symbols, one per atom.
 
     Args:
@@ -179,7 +186,9 @@ def gupta_system(set_name: str, symbols: list[str] | tuple[str, ...], name: str 
         species_descriptors=gupta_species_descriptors(parameter_set, species),
         length_scale=jnp.asarray(length_scale),
     )
-    global_minimum = AU55_GLOBAL_MINIMUM if (set_name == "Au" and n_atoms == 55) else None
+    global_minimum = (
+        AU55_GLOBAL_MINIMUM if (set_name == "Au" and n_atoms == 55) else None
+    )
     return System(
         name=name or formula(symbols),
         potential="gupta",
@@ -210,7 +219,9 @@ def silicon_system(
         length_scale=jnp.asarray(potentials.STILLINGER_WEBER_LENGTH_SCALE),
         box_length=jnp.asarray(box_length),
     )
-    reference = SI64_REFERENCE_ENERGY if (n_atoms == 64 and box_length == 10.862) else None
+    reference = (
+        SI64_REFERENCE_ENERGY if (n_atoms == 64 and box_length == 10.862) else None
+    )
     return System(
         name=f"si{n_atoms}",
         potential="sw",
@@ -234,10 +245,15 @@ def formula(symbols) -> str:
     return "".join(f"{e}{counts[e]}" for e in sorted(counts))
 
 
-def bimetallic_system(first: str, first_count: int, second: str, second_count: int) -> System:
+def bimetallic_system(
+    first: str, first_count: int, second: str, second_count: int
+) -> System:
     """A bimetallic Gupta cluster, e.g. ``bimetallic_system("Ag", 35, "Au", 3)``."""
     for set_name, parameter_set in potentials.GUPTA_PARAMETER_SETS.items():
-        if len(parameter_set.elements) == 2 and set(parameter_set.elements) == {first, second}:
+        if len(parameter_set.elements) == 2 and set(parameter_set.elements) == {
+            first,
+            second,
+        }:
             symbols = [first] * first_count + [second] * second_count
             return gupta_system(set_name, symbols)
     raise ValueError(
@@ -256,7 +272,9 @@ def system_from_name(name: str) -> System:
     if match := re.fullmatch(r"si(\d+)", lowered):
         n_atoms = int(match.group(1))
         if n_atoms != 64:
-            raise ValueError("silicon is defined for 64 atoms in the 10.862 Å cube (si64)")
+            raise ValueError(
+                "silicon is defined for 64 atoms in the 10.862 Å cube (si64)"
+            )
         return silicon_system(n_atoms)
     if match := re.fullmatch(r"([A-Z][a-z]?)(\d+)([A-Z][a-z]?)(\d+)", name):
         first, first_count, second, second_count = match.groups()

@@ -153,9 +153,13 @@ def load_weights(name_or_path: str | os.PathLike) -> LearnedWeights:
     try:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise WeightFileError(f"corrupt weight manifest {manifest_path}: {error}") from error
+        raise WeightFileError(
+            f"corrupt weight manifest {manifest_path}: {error}"
+        ) from error
     if not isinstance(manifest, dict) or manifest.get("format") != WEIGHT_FORMAT:
-        raise WeightFileError(f"{manifest_path} is not an ase_learn2hop weight manifest")
+        raise WeightFileError(
+            f"{manifest_path} is not an ase_learn2hop weight manifest"
+        )
     if manifest.get("format_version") != WEIGHT_FORMAT_VERSION:
         raise WeightFileError(
             f"{manifest_path} has weight format version {manifest.get('format_version')}, "
@@ -166,7 +170,9 @@ def load_weights(name_or_path: str | os.PathLike) -> LearnedWeights:
             f"{manifest_path} uses radial units {manifest.get('radial_units')!r}, "
             f"expected {RADIAL_UNITS!r}"
         )
-    tensors_path = manifest_path.parent / manifest.get("parameters_file", stem.name + ".safetensors")
+    tensors_path = manifest_path.parent / manifest.get(
+        "parameters_file", stem.name + ".safetensors"
+    )
     if not tensors_path.exists():
         raise WeightFileError(f"parameters file {tensors_path} is missing")
     digest = _sha256(tensors_path)
@@ -178,11 +184,15 @@ def load_weights(name_or_path: str | os.PathLike) -> LearnedWeights:
     try:
         config = LearnedOptimizerConfig.from_dict(manifest["config"])
     except (KeyError, TypeError, ValueError) as error:
-        raise WeightFileError(f"{manifest_path}: invalid configuration: {error}") from error
+        raise WeightFileError(
+            f"{manifest_path}: invalid configuration: {error}"
+        ) from error
     try:
         tensors = load_file(str(tensors_path))
     except Exception as error:  # safetensors raises its own error types
-        raise WeightFileError(f"corrupt parameters file {tensors_path}: {error}") from error
+        raise WeightFileError(
+            f"corrupt parameters file {tensors_path}: {error}"
+        ) from error
     theta = _unflatten(tensors, config, tensors_path)
     return LearnedWeights(theta, config, manifest)
 

@@ -49,30 +49,44 @@ def weights_for_timing(system) -> tuple[LearnedWeights, str]:
         config = LearnedOptimizerConfig()
         theta = init_theta(jax.random.key(0), config)
         theta = jax.tree_util.tree_map(
-            lambda leaf: leaf + 0.1 * jax.random.normal(jax.random.key(1), leaf.shape), theta
+            lambda leaf: leaf + 0.1 * jax.random.normal(jax.random.key(1), leaf.shape),
+            theta,
         )
         manifest = {"horizon": 1000, "name": "untrained-timing-only"}
-        return LearnedWeights(theta, config, manifest), "untrained weights (timing only)"
+        return LearnedWeights(
+            theta, config, manifest
+        ), "untrained weights (timing only)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=50000)
     parser.add_argument("--starts", type=int, default=150)
-    parser.add_argument("--fire-sample", type=int, default=10,
-                        help="sequential ASE FIRE runs actually timed")
+    parser.add_argument(
+        "--fire-sample",
+        type=int,
+        default=10,
+        help="sequential ASE FIRE runs actually timed",
+    )
     args = parser.parse_args()
 
     system = systems.lennard_jones_system(13)
-    starts = np.asarray(systems.starting_structures(jax.random.key(0), system, args.starts))
+    starts = np.asarray(
+        systems.starting_structures(jax.random.key(0), system, args.starts)
+    )
     weights, description = weights_for_timing(system)
-    print(f"LJ13, {args.steps} steps, {description}; device {jax.devices()[0].platform}")
+    print(
+        f"LJ13, {args.steps} steps, {description}; device {jax.devices()[0].platform}"
+    )
 
     def learned(n_starts: int) -> float:
         atoms = Atoms("X13", positions=starts[0])
         atoms.calc = LennardJones()
         optimizer = LearnedHopOptimizer(
-            atoms, weights=weights, logfile=None, n_starts=n_starts,
+            atoms,
+            weights=weights,
+            logfile=None,
+            n_starts=n_starts,
             observe_every=args.steps,
         )
         began = time.perf_counter()
@@ -105,17 +119,25 @@ def main() -> None:
     print()
     print("| run | ours (s) | ASE FIRE (s) | speed-up |")
     print("|---|---|---|---|")
-    print(f"| 1 search, {args.steps} steps | {learned_single:.2f} | {fire_single:.2f} "
-          f"| {fire_single / learned_single:.1f}x |")
+    print(
+        f"| 1 search, {args.steps} steps | {learned_single:.2f} | {fire_single:.2f} "
+        f"| {fire_single / learned_single:.1f}x |"
+    )
     note = "" if sample == args.starts else f" (FIRE: {sample} timed, extrapolated)"
-    print(f"| {args.starts} starts{note} | {learned_batch:.2f} | {fire_batch:.2f} "
-          f"| {fire_batch / learned_batch:.1f}x |")
-    print(f"| {args.starts} starts, {args.steps} FIRE steps each (extrapolated from the "
-          f"single run) | {learned_batch:.2f} | {fire_single * args.starts:.2f} "
-          f"| {fire_single * args.starts / learned_batch:.1f}x |")
-    print(f"\nASE FIRE to fmax 1e-3 used a median of {int(np.median(force_calls))} force "
-          f"calls per start; our searches make {args.steps} learned steps each plus the "
-          "polishes of every cycle.")
+    print(
+        f"| {args.starts} starts{note} | {learned_batch:.2f} | {fire_batch:.2f} "
+        f"| {fire_batch / learned_batch:.1f}x |"
+    )
+    print(
+        f"| {args.starts} starts, {args.steps} FIRE steps each (extrapolated from the "
+        f"single run) | {learned_batch:.2f} | {fire_single * args.starts:.2f} "
+        f"| {fire_single * args.starts / learned_batch:.1f}x |"
+    )
+    print(
+        f"\nASE FIRE to fmax 1e-3 used a median of {int(np.median(force_calls))} force "
+        f"calls per start; our searches make {args.steps} learned steps each plus the "
+        "polishes of every cycle."
+    )
 
 
 if __name__ == "__main__":

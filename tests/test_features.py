@@ -77,13 +77,17 @@ def test_radial_features_split_same_and_other_species_and_use_the_length_scale()
 
 def test_neighbours_beyond_the_cutoff_contribute_nothing():
     positions = jnp.array([[0.0, 0.0, 0.0], [2.6, 0.0, 0.0]])
-    assert np.all(np.asarray(radial_symmetry_features(positions, context([0, 0]))) == 0.0)
+    assert np.all(
+        np.asarray(radial_symmetry_features(positions, context([0, 0]))) == 0.0
+    )
     assert float(cosine_cutoff(jnp.array(2.5), 2.5)) == 0.0
 
 
 def test_radial_features_use_the_minimum_image_in_a_periodic_box():
     positions = jnp.array([[0.2, 5.0, 5.0], [9.8, 5.0, 5.0]])
-    periodic = np.asarray(radial_symmetry_features(positions, context([0, 0], 1.0, 10.0)))
+    periodic = np.asarray(
+        radial_symmetry_features(positions, context([0, 0], 1.0, 10.0))
+    )
     near = jnp.array([[0.0, 0.0, 0.0], [0.4, 0.0, 0.0]])
     free = np.asarray(radial_symmetry_features(near, context([0, 0])))
     np.testing.assert_allclose(periodic, free, rtol=1e-12)
@@ -99,12 +103,28 @@ def test_feature_count_follows_the_feature_set():
     positions = jnp.arange(12.0).reshape(n, 3) * 0.7
     gradient = jnp.ones((n, 3))
     moments = jnp.ones((len(DECAY_RATES), n, 3))
-    for feature_set in [FeatureSet(), FeatureSet(radial=False, step=False), FeatureSet(
-        gradients=True, positions=False, decays=False, adam_like=False,
-        particle_count=False, species=False, step=False, radial=False,
-    )]:
+    for feature_set in [
+        FeatureSet(),
+        FeatureSet(radial=False, step=False),
+        FeatureSet(
+            gradients=True,
+            positions=False,
+            decays=False,
+            adam_like=False,
+            particle_count=False,
+            species=False,
+            step=False,
+            radial=False,
+        ),
+    ]:
         features = component_features(
-            feature_set, positions, gradient, moments, moments, jnp.asarray(3), context([0] * n)
+            feature_set,
+            positions,
+            gradient,
+            moments,
+            moments,
+            jnp.asarray(3),
+            context([0] * n),
         )
         assert features.shape == (n, 3, feature_set.n_inputs)
         assert np.all(np.isfinite(np.asarray(features)))
@@ -112,15 +132,30 @@ def test_feature_count_follows_the_feature_set():
 
 def test_gradient_only_features_encode_the_gradient_component():
     feature_set = FeatureSet(
-        positions=False, decays=False, adam_like=False, particle_count=False,
-        species=False, step=False, radial=False,
+        positions=False,
+        decays=False,
+        adam_like=False,
+        particle_count=False,
+        species=False,
+        step=False,
+        radial=False,
     )
     gradient = jnp.array([[2.0, -3.0, 0.0]])
     moments = jnp.zeros((len(DECAY_RATES), 1, 3))
-    features = np.asarray(component_features(
-        feature_set, jnp.zeros((1, 3)), gradient, moments, moments, jnp.asarray(0), context([0])
-    ))
-    np.testing.assert_allclose(features[0, :, 0], [math.log(2) / 10, math.log(3) / 10, -1.0])
+    features = np.asarray(
+        component_features(
+            feature_set,
+            jnp.zeros((1, 3)),
+            gradient,
+            moments,
+            moments,
+            jnp.asarray(0),
+            context([0]),
+        )
+    )
+    np.testing.assert_allclose(
+        features[0, :, 0], [math.log(2) / 10, math.log(3) / 10, -1.0]
+    )
     np.testing.assert_allclose(features[0, :, 1], [1.0, -1.0, 0.0])
 
 

@@ -16,14 +16,18 @@ def lj(positions, _):
 
 
 def lj_context(n):
-    return StructureContext(jnp.zeros(n, jnp.int32), jnp.zeros((n, 5)), jnp.asarray(1.0))
+    return StructureContext(
+        jnp.zeros(n, jnp.int32), jnp.zeros((n, 5)), jnp.asarray(1.0)
+    )
 
 
 def perturbed_theta(config, scale=0.3, seed=1):
     theta = init_theta(jax.random.key(0), config)
     leaves, treedef = jax.tree_util.tree_flatten(theta)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
-    leaves = [leaf + scale * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+    leaves = [
+        leaf + scale * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)
+    ]
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
@@ -47,9 +51,18 @@ def test_zero_output_weights_leave_positions_unchanged():
     theta = init_theta(jax.random.key(0), config)
     positions = jax.random.uniform(jax.random.key(3), (7, 3)) * 2
     result, trace = search.learned_search(
-        theta, config, lj, positions, lj_context(7), n_steps=20, polish_steps=0, record=True
+        theta,
+        config,
+        lj,
+        positions,
+        lj_context(7),
+        n_steps=20,
+        polish_steps=0,
+        record=True,
     )
-    np.testing.assert_array_equal(np.asarray(result.final_positions), np.asarray(positions))
+    np.testing.assert_array_equal(
+        np.asarray(result.final_positions), np.asarray(positions)
+    )
     assert np.all(np.asarray(trace.step_size) == 0.0)
 
 
@@ -65,12 +78,21 @@ def test_update_is_paper_equation_two():
     from ase_learn2hop.features import component_features
 
     features = component_features(
-        config.features, positions, gradient, new_state.first_moments,
-        new_state.second_moments, state.step, lj_context(5),
+        config.features,
+        positions,
+        gradient,
+        new_state.first_moments,
+        new_state.second_moments,
+        state.step,
+        lj_context(5),
     )
-    outputs = learned_optimizer.ComponentMLP((32, 32)).apply({"params": theta["network"]}, features)
+    outputs = learned_optimizer.ComponentMLP((32, 32)).apply(
+        {"params": theta["network"]}, features
+    )
     gate = jax.nn.sigmoid(theta["beta"] * outputs[..., 0] + theta["gamma"])
-    np.testing.assert_allclose(displacement, theta["alpha"] * outputs[..., 1] * gate, rtol=1e-12)
+    np.testing.assert_allclose(
+        displacement, theta["alpha"] * outputs[..., 1] * gate, rtol=1e-12
+    )
     assert int(new_state.step) == 1
     # The float32 network gives the same step to single precision.
     fast, _ = learned_optimizer.update(
@@ -108,11 +130,15 @@ def test_batched_search_equals_single_searches():
         single, _ = search.learned_search(
             theta, config, lj, starts[i], lj_context(5), n_steps=30, polish_steps=10
         )
-        np.testing.assert_allclose(batched.best_energy[i], single.best_energy, rtol=1e-10)
+        np.testing.assert_allclose(
+            batched.best_energy[i], single.best_energy, rtol=1e-10
+        )
 
 
 def test_config_round_trips_through_a_dict():
-    config = LearnedOptimizerConfig(features=FeatureSet(step=False), hidden_sizes=(16, 8))
+    config = LearnedOptimizerConfig(
+        features=FeatureSet(step=False), hidden_sizes=(16, 8)
+    )
     assert LearnedOptimizerConfig.from_dict(config.to_dict()) == config
 
 
@@ -122,14 +148,32 @@ def test_cycles_keep_the_best_minimum_over_all_cycles():
     starts = jax.random.uniform(jax.random.key(6), (4, 6, 3)) * 2.0
     context = search.broadcast_to_batch(lj_context(6), 4)
     one_cycle = search.learned_search_in_cycles(
-        theta, config, lj, starts, context, None, n_steps=20, horizon=20, polish_steps=50
+        theta,
+        config,
+        lj,
+        starts,
+        context,
+        None,
+        n_steps=20,
+        horizon=20,
+        polish_steps=50,
     )
     single, _ = search.batched_learned_search(
         theta, config, lj, starts, context, None, n_steps=20, polish_steps=50
     )
     np.testing.assert_allclose(one_cycle.best_energy, single.best_energy, rtol=1e-12)
     three_cycles = search.learned_search_in_cycles(
-        theta, config, lj, starts, context, None, n_steps=50, horizon=20, polish_steps=50
+        theta,
+        config,
+        lj,
+        starts,
+        context,
+        None,
+        n_steps=50,
+        horizon=20,
+        polish_steps=50,
     )
-    assert np.all(np.asarray(three_cycles.best_energy) <= np.asarray(single.best_energy) + 1e-12)
+    assert np.all(
+        np.asarray(three_cycles.best_energy) <= np.asarray(single.best_energy) + 1e-12
+    )
     assert int(three_cycles.energy_evaluations[0]) == 3 * (1 + 2 * 50) + 50

@@ -27,7 +27,9 @@ def hand_set_weights(seed=1, scale=0.5, horizon=HORIZON, features=None, max_spec
     theta = init_theta(jax.random.key(0), config)
     leaves, treedef = jax.tree_util.tree_flatten(theta)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
-    leaves = [leaf + scale * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+    leaves = [
+        leaf + scale * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)
+    ]
     theta = jax.tree_util.tree_unflatten(treedef, leaves)
     manifest = {"horizon": horizon, "name": "hand-set", "max_species": max_species}
     return LearnedWeights(theta, config, manifest)
@@ -35,7 +37,9 @@ def hand_set_weights(seed=1, scale=0.5, horizon=HORIZON, features=None, max_spec
 
 def lj_cluster(n=7, seed=0):
     system = systems.lennard_jones_system(n)
-    positions = np.asarray(systems.starting_structures(jax.random.key(seed), system, 1)[0])
+    positions = np.asarray(
+        systems.starting_structures(jax.random.key(seed), system, 1)[0]
+    )
     atoms = Atoms(f"X{n}", positions=positions)
     atoms.calc = LennardJones()
     return atoms
@@ -49,7 +53,9 @@ def weights():
 def test_run_never_ends_above_its_start_and_leaves_the_best(weights):
     atoms = lj_cluster()
     start = atoms.get_potential_energy()
-    optimizer = LearnedHopOptimizer(atoms, weights=weights, logfile=None, observe_every=20)
+    optimizer = LearnedHopOptimizer(
+        atoms, weights=weights, logfile=None, observe_every=20
+    )
     optimizer.run(fmax=0.01, steps=100)
     energy = atoms.get_potential_energy()
     assert energy <= start
@@ -71,12 +77,22 @@ def test_a_start_at_the_global_minimum_stays_there(weights):
 
 def test_fast_and_generic_paths_follow_the_same_trajectory(weights):
     fast_atoms, generic_atoms = lj_cluster(6, seed=3), lj_cluster(6, seed=3)
-    fast = LearnedHopOptimizer(fast_atoms, weights=weights, logfile=None, observe_every=7)
-    generic = LearnedHopOptimizer(generic_atoms, weights=weights, logfile=None, fast=False,
-                                  length_scale=1.0, observe_every=7)
+    fast = LearnedHopOptimizer(
+        fast_atoms, weights=weights, logfile=None, observe_every=7
+    )
+    generic = LearnedHopOptimizer(
+        generic_atoms,
+        weights=weights,
+        logfile=None,
+        fast=False,
+        length_scale=1.0,
+        observe_every=7,
+    )
     fast_positions, generic_positions = [], []
     for _ in fast.irun(steps=21):
-        fast_positions.append(np.asarray(fast._state.positions[0]) if fast._state else None)
+        fast_positions.append(
+            np.asarray(fast._state.positions[0]) if fast._state else None
+        )
     for _ in generic.irun(steps=21):
         generic_positions.append(
             np.asarray(generic._state.positions[0]) if generic._state else None
@@ -89,7 +105,9 @@ def test_fast_and_generic_paths_follow_the_same_trajectory(weights):
 
 def test_steps_beyond_the_horizon_run_in_cycles(weights):
     atoms = lj_cluster()
-    optimizer = LearnedHopOptimizer(atoms, weights=weights, logfile=None, observe_every=1000)
+    optimizer = LearnedHopOptimizer(
+        atoms, weights=weights, logfile=None, observe_every=1000
+    )
     chunks = [optimizer.nsteps for _ in optimizer.irun(steps=3 * HORIZON + 5)]
     assert chunks[:4] == [HORIZON, 2 * HORIZON, 3 * HORIZON, 3 * HORIZON + 5]
     assert optimizer.nsteps == 3 * HORIZON + 5
@@ -97,7 +115,9 @@ def test_steps_beyond_the_horizon_run_in_cycles(weights):
 
 def test_multi_start_keeps_the_best_of_its_starts(weights):
     atoms = lj_cluster(7)
-    optimizer = LearnedHopOptimizer(atoms, weights=weights, logfile=None, n_starts=6, seed=2)
+    optimizer = LearnedHopOptimizer(
+        atoms, weights=weights, logfile=None, n_starts=6, seed=2
+    )
     optimizer.run(steps=HORIZON)
     assert optimizer.start_energies.shape == (6,)
     assert atoms.get_potential_energy() <= optimizer.start_energies.min() + 1e-9
@@ -106,7 +126,12 @@ def test_multi_start_keeps_the_best_of_its_starts(weights):
 def test_perturbed_multi_start(weights):
     atoms = lj_cluster(7)
     optimizer = LearnedHopOptimizer(
-        atoms, weights=weights, logfile=None, n_starts=3, starts="perturb", perturbation=0.2
+        atoms,
+        weights=weights,
+        logfile=None,
+        n_starts=3,
+        starts="perturb",
+        perturbation=0.2,
     )
     optimizer.run(steps=HORIZON)
     assert np.isfinite(optimizer.start_energies).all()
@@ -117,7 +142,11 @@ def test_logfile_trajectory_and_observers(weights, tmp_path):
     log = io.StringIO()
     calls = []
     optimizer = LearnedHopOptimizer(
-        atoms, weights=weights, logfile=log, trajectory=tmp_path / "hop.traj", observe_every=10
+        atoms,
+        weights=weights,
+        logfile=log,
+        trajectory=tmp_path / "hop.traj",
+        observe_every=10,
     )
     optimizer.attach(lambda: calls.append(optimizer.nsteps), interval=20)
     optimizer.run(steps=40)
@@ -135,23 +164,31 @@ def test_logfile_trajectory_and_observers(weights, tmp_path):
 def test_restart_file_continues_the_search(weights, tmp_path):
     restart = tmp_path / "restart.json"
     uninterrupted_atoms = lj_cluster()
-    uninterrupted = LearnedHopOptimizer(uninterrupted_atoms, weights=weights, logfile=None,
-                                        observe_every=10)
-    positions = [np.asarray(uninterrupted._state.positions[0]) for _ in uninterrupted.irun(steps=30)
-                 if uninterrupted._state is not None]
+    uninterrupted = LearnedHopOptimizer(
+        uninterrupted_atoms, weights=weights, logfile=None, observe_every=10
+    )
+    positions = [
+        np.asarray(uninterrupted._state.positions[0])
+        for _ in uninterrupted.irun(steps=30)
+        if uninterrupted._state is not None
+    ]
 
     atoms = lj_cluster()
-    first = LearnedHopOptimizer(atoms, weights=weights, logfile=None, restart=restart,
-                                observe_every=10)
+    first = LearnedHopOptimizer(
+        atoms, weights=weights, logfile=None, restart=restart, observe_every=10
+    )
     runner = first.irun(steps=30)
     next(runner)
     next(runner)  # stopped after 20 steps: the restart file holds that state
     runner.close()
-    resumed = LearnedHopOptimizer(lj_cluster(), weights=weights, logfile=None, restart=restart,
-                                  observe_every=10)
+    resumed = LearnedHopOptimizer(
+        lj_cluster(), weights=weights, logfile=None, restart=restart, observe_every=10
+    )
     assert resumed.nsteps == 20
     next(resumed.irun(steps=10))
-    np.testing.assert_allclose(np.asarray(resumed._state.positions[0]), positions[2], atol=1e-10)
+    np.testing.assert_allclose(
+        np.asarray(resumed._state.positions[0]), positions[2], atol=1e-10
+    )
 
 
 def test_generic_path_with_emt():
@@ -159,15 +196,22 @@ def test_generic_path_with_emt():
     atoms.calc = EMT()
     start = atoms.get_potential_energy()
     weights = hand_set_weights(horizon=5)
-    optimizer = LearnedHopOptimizer(atoms, weights=weights, logfile=None, polish_steps=20)
+    optimizer = LearnedHopOptimizer(
+        atoms, weights=weights, logfile=None, polish_steps=20
+    )
     optimizer.run(fmax=0.05, steps=10)
     assert atoms.get_potential_energy() <= start
 
 
 def test_bimetallic_species_reach_the_features(weights):
-    atoms = Atoms("Ag3Au3", positions=np.asarray(
-        systems.starting_structures(jax.random.key(0), systems.bimetallic_system("Ag", 3, "Au", 3), 1)[0]
-    ))
+    atoms = Atoms(
+        "Ag3Au3",
+        positions=np.asarray(
+            systems.starting_structures(
+                jax.random.key(0), systems.bimetallic_system("Ag", 3, "Au", 3), 1
+            )[0]
+        ),
+    )
     atoms.calc = Gupta(system="AgAu")
     optimizer = LearnedHopOptimizer(atoms, weights=weights, logfile=None)
     assert sorted(set(np.asarray(optimizer.context.species))) == [0, 1]
@@ -200,8 +244,14 @@ def test_errors_are_clear(weights, tmp_path):
 
 def test_weights_from_a_file(tmp_path):
     weights = hand_set_weights()
-    path = save_weights(tmp_path / "w", weights.theta, weights.config, horizon=HORIZON,
-                        systems=["lj7"], max_species=2)
+    path = save_weights(
+        tmp_path / "w",
+        weights.theta,
+        weights.config,
+        horizon=HORIZON,
+        systems=["lj7"],
+        max_species=2,
+    )
     atoms = lj_cluster()
     optimizer = LearnedHopOptimizer(atoms, weights=str(path), logfile=None)
     assert optimizer.horizon == HORIZON

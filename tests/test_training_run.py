@@ -31,7 +31,9 @@ def test_two_updates_on_lj13_export_weights_the_optimizer_runs(tmp_path, monkeyp
     config_path.write_text(json.dumps(config))
     out = tmp_path / "run"
     assert main(["train", str(config_path), "--out", str(out), "--quiet"]) == 0
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [row["update"] for row in rows if "mean_loss" in row] == [1, 2]
     assert (out / "meta_loss.png").stat().st_size > 0
     weights = load_weights(out / "tiny.json")
@@ -50,8 +52,15 @@ def test_two_updates_on_lj13_export_weights_the_optimizer_runs(tmp_path, monkeyp
     assert atoms.get_potential_energy() <= start
 
     # A finished run restarted with more updates resumes from its checkpoint.
-    assert main(["train", str(config_path), "--out", str(out), "--updates", "3", "--quiet"]) == 0
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert (
+        main(
+            ["train", str(config_path), "--out", str(out), "--updates", "3", "--quiet"]
+        )
+        == 0
+    )
+    rows = [
+        json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [row["update"] for row in rows if "mean_loss" in row] == [1, 2, 3]
     # export of the checkpoint writes the same kind of weight file
     assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0
@@ -59,11 +68,14 @@ def test_two_updates_on_lj13_export_weights_the_optimizer_runs(tmp_path, monkeyp
 
 
 def test_minimum_starts_are_local_minima(tmp_path):
-    from ase_learn2hop.potentials import lennard_jones_energy
     from ase_learn2hop.training.tasks import MetaTask, make_instance_sampler
 
+    from ase_learn2hop.potentials import lennard_jones_energy
+
     task = MetaTask(systems.lennard_jones_system(7), -16.505384)
-    (starts,) = make_instance_sampler([task], minimum_start_fraction=0.5)(jax.random.key(0), 4)
+    (starts,) = make_instance_sampler([task], minimum_start_fraction=0.5)(
+        jax.random.key(0), 4
+    )
     forces = np.asarray(jax.vmap(jax.grad(lennard_jones_energy))(starts))
     largest = np.linalg.norm(forces, axis=-1).max(axis=-1)
     assert np.all(largest[:2] < 1e-2)

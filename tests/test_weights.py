@@ -18,8 +18,14 @@ def saved(tmp_path):
     theta = init_theta(jax.random.key(1), config)
     theta["alpha"] = theta["alpha"] + 0.25
     path = save_weights(
-        tmp_path / "tiny", theta, config, horizon=200, systems=["lj13"], seed=3,
-        commit="abc", metrics={"meta_loss": -0.9},
+        tmp_path / "tiny",
+        theta,
+        config,
+        horizon=200,
+        systems=["lj13"],
+        seed=3,
+        commit="abc",
+        metrics={"meta_loss": -0.9},
     )
     return path, theta, config
 
@@ -32,7 +38,9 @@ def test_round_trip_keeps_parameters_config_and_manifest(saved):
         assert loaded.horizon == 200
         assert loaded.manifest["systems"] == ["lj13"]
         assert loaded.manifest["seed"] == 3
-        for a, b in zip(jax.tree_util.tree_leaves(loaded.theta), jax.tree_util.tree_leaves(theta)):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(loaded.theta), jax.tree_util.tree_leaves(theta)
+        ):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

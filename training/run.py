@@ -57,7 +57,15 @@ DEFAULTS: dict[str, Any] = {
     # Share of training starts that are local minima (see tasks.make_instance_sampler).
     "minimum_start_fraction": 0.0,
 }
-OVERRIDABLE = ("strategy", "horizon", "population", "updates", "seed", "sigma", "learning_rate")
+OVERRIDABLE = (
+    "strategy",
+    "horizon",
+    "population",
+    "updates",
+    "seed",
+    "sigma",
+    "learning_rate",
+)
 
 
 def configs_directory() -> Path:
@@ -72,7 +80,9 @@ def load_config(path_or_name: str) -> dict[str, Any]:
         path = configs_directory() / f"{path_or_name.removesuffix('.json')}.json"
     if not path.exists():
         shipped = sorted(p.stem for p in configs_directory().glob("*.json"))
-        raise SystemExit(f"no training config {path_or_name!r}; shipped configs: {shipped}")
+        raise SystemExit(
+            f"no training config {path_or_name!r}; shipped configs: {shipped}"
+        )
     config = {**DEFAULTS, **json.loads(path.read_text())}
     if "name" not in config or "systems" not in config:
         raise SystemExit(f"{path}: a config needs 'name' and 'systems'")
@@ -85,7 +95,10 @@ def current_commit() -> str:
 
     def git(*arguments: str) -> str:
         return subprocess.run(
-            ["git", *arguments], capture_output=True, text=True, check=True,
+            ["git", *arguments],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=Path(__file__).parent,
         ).stdout.strip()
 
@@ -157,7 +170,9 @@ def run_training(config: dict[str, Any], out: Path, progress: bool = True) -> Pa
         key=jax.random.key_data(train_key),
         checkpoint_dir=out,
         checkpoint_every=config["checkpoint_every"],
-        validation_instances=sample_instances(validation_key, config["validation_starts"]),
+        validation_instances=sample_instances(
+            validation_key, config["validation_starts"]
+        ),
         validate_every=config["validate_every"],
         progress=progress,
         metrics_path=out / "metrics.jsonl",
@@ -166,13 +181,25 @@ def run_training(config: dict[str, Any], out: Path, progress: bool = True) -> Pa
     elapsed = time.time() - started
     plot_meta_loss({config["strategy"]: out / "metrics.jsonl"}, out / "meta_loss.png")
     return export_weights(
-        config, network, tasks, result.best_theta, result.best_validation_loss,
-        result.history, out, elapsed,
+        config,
+        network,
+        tasks,
+        result.best_theta,
+        result.best_validation_loss,
+        result.history,
+        out,
+        elapsed,
     )
 
 
 def export_weights(
-    config, network, tasks, best_theta, best_validation_loss, history, out: Path,
+    config,
+    network,
+    tasks,
+    best_theta,
+    best_validation_loss,
+    history,
+    out: Path,
     elapsed: float,
 ) -> Path:
     """Write ``best_theta`` as ``out/NAME`` with its manifest."""
@@ -214,39 +241,62 @@ def export_checkpoint(run_directory: Path, out: Path | None = None) -> Path:
         raise SystemExit(f"{run_directory} has no checkpoint")
     network = network_config(config)
     tasks = make_tasks(
-        config["systems"], adam_steps=config["horizon"], n_starts=config["adam_reference_starts"]
+        config["systems"],
+        adam_steps=config["horizon"],
+        n_starts=config["adam_reference_starts"],
     )
     template_theta = init_theta(jax.random.key(0), network)
     strategy = strategy_from_config(config)
     template = TrainingState(
-        strategy.init(jax.random.key(0), template_theta), np.zeros(2, np.uint32), 0,
-        template_theta, float("inf"),
+        strategy.init(jax.random.key(0), template_theta),
+        np.zeros(2, np.uint32),
+        0,
+        template_theta,
+        float("inf"),
     )
     state, history = restore_checkpoint(run_directory, template)
     target = Path(out) if out is not None else run_directory
     elapsed = sum(row.get("wall_time_s") or 0.0 for row in history)
     return export_weights(
-        config, network, tasks, state.best_theta, state.best_validation_loss, history,
-        target, elapsed,
+        config,
+        network,
+        tasks,
+        state.best_theta,
+        state.best_validation_loss,
+        history,
+        target,
+        elapsed,
     )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="config file or shipped config name (e.g. lj13_cpu)")
+    parser.add_argument(
+        "config", help="config file or shipped config name (e.g. lj13_cpu)"
+    )
     parser.add_argument("--out", help="run directory (default runs/NAME)")
     for name in OVERRIDABLE:
-        kind = str if name == "strategy" else (float if name in ("sigma", "learning_rate") else int)
+        kind = (
+            str
+            if name == "strategy"
+            else (float if name in ("sigma", "learning_rate") else int)
+        )
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name)
-    parser.add_argument("--coordinator-address", help="jax.distributed coordinator host:port")
+    parser.add_argument(
+        "--coordinator-address", help="jax.distributed coordinator host:port"
+    )
     parser.add_argument("--num-processes", type=int)
     parser.add_argument("--process-id", type=int)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def train_command(args: argparse.Namespace) -> int:
-    initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+    initialize_distributed(
+        args.coordinator_address, args.num_processes, args.process_id
+    )
     config = load_config(args.config)
-    config["command"] = "learn2hop train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:])
+    config["command"] = "learn2hop train " + " ".join(
+        sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]
+    )
     for name in OVERRIDABLE:
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
@@ -267,9 +317,13 @@ def register_commands(commands) -> None:
     train_parser = commands.add_parser("train", help="meta-train a learned optimizer")
     add_arguments(train_parser)
     train_parser.set_defaults(handler=train_command)
-    export_parser = commands.add_parser("export", help="export a training checkpoint's weights")
+    export_parser = commands.add_parser(
+        "export", help="export a training checkpoint's weights"
+    )
     export_parser.add_argument("run_directory")
-    export_parser.add_argument("--out", help="folder for the weight file (default: the run's)")
+    export_parser.add_argument(
+        "--out", help="folder for the weight file (default: the run's)"
+    )
     export_parser.set_defaults(handler=export_command)
 
 

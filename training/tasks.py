@@ -41,7 +41,9 @@ class MetaTask(NamedTuple):
 def default_cache_directory() -> Path:
     """Where Adam reference energies are cached (``$LEARN2HOP_CACHE`` or
     ``~/.cache/ase_learn2hop``)."""
-    return Path(os.environ.get("LEARN2HOP_CACHE", Path.home() / ".cache" / "ase_learn2hop"))
+    return Path(
+        os.environ.get("LEARN2HOP_CACHE", Path.home() / ".cache" / "ase_learn2hop")
+    )
 
 
 def adam_best_energy(
@@ -59,12 +61,20 @@ def adam_best_energy(
     Returns:
         energy (eV, or reduced units for Lennard-Jones).
     """
-    cache_directory = default_cache_directory() if cache_directory is None else cache_directory
+    cache_directory = (
+        default_cache_directory() if cache_directory is None else cache_directory
+    )
     description = {
-        "system": system.name, "steps": steps, "starts": n_starts,
-        "learning_rates": list(learning_rates), "seed": seed, "version": 1,
+        "system": system.name,
+        "steps": steps,
+        "starts": n_starts,
+        "learning_rates": list(learning_rates),
+        "seed": seed,
+        "version": 1,
     }
-    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        json.dumps(description, sort_keys=True).encode()
+    ).hexdigest()[:16]
     cache_file = Path(cache_directory) / f"adam_reference_{system.name}_{digest}.json"
     if cache_file.exists():
         return float(json.loads(cache_file.read_text())["adam_best_energy"])
@@ -75,22 +85,33 @@ def adam_best_energy(
     best = np.inf
     for learning_rate in learning_rates:
         result = descent.run_optimizer(
-            *descent.adam_descent(energy_fn, learning_rate), starts, steps, box_length=box
+            *descent.adam_descent(energy_fn, learning_rate),
+            starts,
+            steps,
+            box_length=box,
         )
         polished = descent.polish(energy_fn, result.positions, box_length=box)
         energies = np.asarray(polished.energy)
-        best = min(best, float(np.min(np.where(np.isfinite(energies), energies, np.inf))))
+        best = min(
+            best, float(np.min(np.where(np.isfinite(energies), energies, np.inf)))
+        )
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps({**description, "adam_best_energy": best}, indent=2))
+    cache_file.write_text(
+        json.dumps({**description, "adam_best_energy": best}, indent=2)
+    )
     return best
 
 
-def make_tasks(system_names: list[str], *, adam_steps: int, **adam_options) -> list[MetaTask]:
+def make_tasks(
+    system_names: list[str], *, adam_steps: int, **adam_options
+) -> list[MetaTask]:
     """`MetaTask` for each named system (Adam references computed or read from cache)."""
     tasks = []
     for name in system_names:
         system = systems.system_from_name(name)
-        tasks.append(MetaTask(system, adam_best_energy(system, steps=adam_steps, **adam_options)))
+        tasks.append(
+            MetaTask(system, adam_best_energy(system, steps=adam_steps, **adam_options))
+        )
     return tasks
 
 
@@ -140,7 +161,9 @@ def local_minima_starts(system: systems.System, starts: jax.Array) -> jax.Array:
     box = system.context.box_length
     box = None if box is None else float(box)
     descended = descent.run_optimizer(
-        *descent.adam_descent(energy_fn, 1e-2), starts, MINIMUM_START_ADAM_STEPS,
+        *descent.adam_descent(energy_fn, 1e-2),
+        starts,
+        MINIMUM_START_ADAM_STEPS,
         box_length=box,
     )
     return descent.polish(energy_fn, descended.positions, box_length=box).positions
@@ -159,14 +182,16 @@ def make_instance_sampler(tasks: list[MetaTask], minimum_start_fraction: float =
             lower one (hopping). 0 is the paper's protocol.
     """
     if not 0.0 <= minimum_start_fraction <= 1.0:
-        raise ValueError(f"minimum_start_fraction must be in [0, 1], got {minimum_start_fraction}")
+        raise ValueError(
+            f"minimum_start_fraction must be in [0, 1], got {minimum_start_fraction}"
+        )
 
     def sample_instances(key: jax.Array, n: int) -> tuple[jax.Array, ...]:
         keys = jax.random.split(key, len(tasks))
         instances = []
         for k, task in zip(keys, tasks):
             starts = systems.starting_structures(k, task.system, n)
-            n_minima = int(round(minimum_start_fraction * n))
+            n_minima = round(minimum_start_fraction * n)
             if n_minima:
                 minima = local_minima_starts(task.system, starts[:n_minima])
                 starts = jnp.concatenate([minima, starts[n_minima:]])
