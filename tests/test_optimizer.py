@@ -256,3 +256,18 @@ def test_weights_from_a_file(tmp_path):
     optimizer = LearnedHopOptimizer(atoms, weights=str(path), logfile=None)
     assert optimizer.horizon == HORIZON
     optimizer.run(steps=5)
+
+
+def test_shipped_weights_are_picked_by_system():
+    atoms = lj_cluster(7)
+    optimizer = LearnedHopOptimizer(atoms, logfile=None)
+    assert optimizer.weights.name in ("lj", "lj13")
+    assert optimizer.weights.manifest["systems"]
+    optimizer.run(steps=10)
+    gold = Atoms("Au4", positions=[[0, 0, 0], [2.9, 0, 0], [0, 2.9, 0], [0, 0, 2.9]])
+    gold.calc = Gupta(system="Au")
+    from ase_learn2hop.weights import available_pretrained
+
+    if "au55" not in available_pretrained() and "bimetallic" not in available_pretrained():
+        with pytest.raises(NoSuitableWeightsError, match="no shipped weights fit"):
+            LearnedHopOptimizer(gold)
