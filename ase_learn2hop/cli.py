@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ase_learn2hop.training.run import register_commands as register_training
 
     register_training(commands)
+    from ase_learn2hop.benchmark import register_commands as register_benchmark
+
+    register_benchmark(commands)
     return parser
 
 

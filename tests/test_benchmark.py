@@ -1,0 +1,390 @@
+"""The benchmark: baselines, step accounting, tables, JSON, figures, Ctrl-C.
+
+References we did not compute: ASE's own Lennard-Jones calculator (energies and
+forces of the structures each baseline returns), the Cambridge Cluster Database
+global minima (Wales & Doye 1997), SciPy's convex hull, and evaluation counts
+taken by a callback inside the energy function itself.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.lj import LennardJones as AseLennardJones
+from scipy.spatial import ConvexHull
+
+import ase_learn2hop  # noqa: F401  (float64 before any array is made)
+from ase_learn2hop import benchmark, cli, potentials, systems
+from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, init_theta
+from ase_learn2hop.weights import save_weights
+
+ALL_METHODS = list(benchmark.METHODS)
+# Cambridge Cluster Database, putative global minima (reduced units).
+PUBLISHED_LJ_MINIMA = {
+    7: -16.505384,
+    8: -19.821489,
+    10: -28.422532,
+    11: -32.765970,
+    13: -44.326801,
+    19: -72.659782,
+    38: -173.928427,
+    55: -279.248470,
+    75: -397.492331,
+    100: -557.039820,
+}
+
+
+def ase_lennard_jones(positions):
+    """Energy and largest force component from ASE's own calculator."""
+    atoms = Atoms(f"X{len(positions)}", positions=positions)
+    atoms.calc = AseLennardJones(sigma=2 ** (-1 / 6), epsilon=1.0, rc=1e6, smooth=False)
+    return atoms.get_potential_energy(), np.abs(atoms.get_forces()).max()
+
+
+def hand_set_weights(path, horizon=20, max_species=1):
+    """Weights set by hand (a random perturbation of the initial theta): untrained,
+    only something for the learned optimizer to run."""
+    config = LearnedOptimizerConfig()
+    theta = init_theta(jax.random.key(0), config)
+    leaves, treedef = jax.tree_util.tree_flatten(theta)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    leaves = [
+        leaf + 0.3 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)
+    ]
+    theta = jax.tree_util.tree_unflatten(treedef, leaves)
+    return save_weights(
+        path,
+        theta,
+        config,
+        horizon=horizon,
+        systems=["lj7"],
+        max_species=max_species,
+        notes="hand-set for tests; untrained",
+    )
+
+
+@pytest.fixture(scope="module")
+def lj7():
+    system = systems.lennard_jones_system(7)
+    return system, systems.starting_structures(jax.random.key(0), system, 3)
+
+
+def test_baselines_end_in_local_minima_by_ases_own_calculator(lj7):
+    system, starts = lj7
+    variants = [
+        benchmark.run_local_descent(system, "adam", starts, 1000, 0.01),
+        benchmark.run_local_descent(system, "fire", starts, 1000, 0.01),
+        benchmark.run_paper_basin_hopping(system, starts, 2000, jax.random.key(1), 0.4),
+    ]
+    for variant in variants:
+        for energy, positions in zip(variant.energies, variant.positions):
+            reference_energy, largest_force = ase_lennard_jones(positions)
+            assert energy == pytest.approx(reference_energy, abs=1e-9)
+            assert largest_force < 1e-6
+            # Never below LJ7's global minimum.
+            assert energy >= PUBLISHED_LJ_MINIMA[7] - 1e-6
+
+
+def counted_lennard_jones(counter):
+    def energy_fn(positions, potential_parameters):
+        # One callback per energy evaluation (per start under vmap).
+        jax.debug.callback(
+            lambda _: counter.__setitem__("calls", counter["calls"] + 1),
+            positions[0, 0],
+        )
+        return potentials.lennard_jones_energy(positions)
+
+    return energy_fn
+
+
+def test_basin_hopping_spends_exactly_its_budget():
+    counter = {"calls": 0}
+    system = systems.lennard_jones_system(6)._replace(
+        name="lj6-counted-bh", energy_fn=counted_lennard_jones(counter)
+    )
+    starts = systems.starting_structures(jax.random.key(2), system, 2)
+    budget = 95  # 9-step descents: 9 full ones and a truncated last one
+    variant = benchmark.run_paper_basin_hopping(
+        system, starts, budget, jax.random.key(3), 0.6, descent_steps=9
+    )
+    jax.effects_barrier()
+    polish = 2 * (benchmark.descent.POLISH_STEPS + 1)
+    assert variant.energy_evaluations.tolist() == [budget + polish] * 2
+    assert counter["calls"] == int(variant.energy_evaluations.sum())
+    assert variant.extra["descents"] == 10
+
+
+def test_local_descent_charges_steps_plus_one_and_the_polish():
+    counter = {"calls": 0}
+    system = systems.lennard_jones_system(6)._replace(
+        name="lj6-counted-adam", energy_fn=counted_lennard_jones(counter)
+    )
+    starts = systems.starting_structures(jax.random.key(2), system, 2)
+    variant = benchmark.run_local_descent(system, "adam", starts, 57, 0.01)
+    jax.effects_barrier()
+    assert counter["calls"] == int(variant.energy_evaluations.sum())
+    assert variant.energy_evaluations.tolist() == [58 + 2 * 1001] * 2
+
+
+def test_global_minimum_hits_use_the_relative_tolerance():
+    minimum = PUBLISHED_LJ_MINIMA[13]
+    energies = np.array(
+        [minimum, minimum * (1 - 0.9e-3), minimum * (1 - 1.1e-3), np.nan]
+    )
+    summary = benchmark.summarize(energies, minimum)
+    assert summary["global_minimum_hits"] == 2
+    assert summary["failed"] == 1
+    assert summary["min"] == pytest.approx(minimum)
+    assert benchmark.summarize(energies, None)["global_minimum_hits"] is None
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """``learn2hop benchmark`` on a tiny system with every method."""
+    folder = tmp_path_factory.mktemp("benchmark")
+    weights = hand_set_weights(folder / "hand_set")
+    out = folder / "out"
+    status = cli.main(
+        ["benchmark", "--systems", "lj7", "--methods", *ALL_METHODS]
+        + ["--starts", "3", "--steps", "40", "--ase-starts", "1"]
+        + ["--learning-rates", "0.01", "0.005", "--step-sizes", "0.4"]
+        + ["--weights", str(weights), "--out", str(out), "--quiet"]
+    )
+    return status, out
+
+
+def test_benchmark_json_has_every_method_and_system(cli_run):
+    status, out = cli_run
+    assert status == 0
+    report = json.loads((out / "benchmark.json").read_text())
+    assert report["complete"] is True
+    assert set(report["systems"]) == {"lj7"}
+    for name, entry in report["systems"].items():
+        size = int(name[2:])
+        assert entry["global_minimum"] == pytest.approx(
+            PUBLISHED_LJ_MINIMA[size], abs=1e-6
+        )
+        assert list(entry["methods"]) == ALL_METHODS
+        for method, result in entry["methods"].items():
+            assert result["status"] == "ok", (name, method)
+            assert len(result["best"]["energies"]) == (
+                1 if method.startswith("ase") else 3
+            )
+        methods = entry["methods"]
+        assert len(methods["adam"]["variants"]) == 2
+        assert len(methods["fire"]["variants"]) == 2
+        # Learned: 2 cycles of horizon 20, each 1 + 20 + 2 x 1000 evaluations.
+        assert methods["learned"]["best"]["energy_evaluations"] == [2 * 2021] * 3
+        # ASE BasinHopping hops until its 40 force calls are spent; + polish.
+        assert methods["ase_basin_hopping"]["best"]["energy_evaluations"] == [40 + 1001]
+        assert methods["ase_fire"]["best"]["energy_evaluations"][0] <= 40 + 1001
+        assert methods["basin_hopping"]["best"]["energy_evaluations"] == [40 + 2002] * 3
+    markdown = (out / "benchmark.md").read_text()
+    for label in benchmark.METHOD_LABELS.values():
+        assert label in markdown
+
+
+def test_each_figure_is_written(cli_run, tmp_path):
+    _, out = cli_run
+    for name in ("figure5_minima_lj7.png", "figure6_trajectories_lj7.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+
+    # Figure 4 from two Lennard-Jones sizes (numbers made up: only the drawing
+    # is tested here).
+    sweep = []
+    for size in (8, 9):
+        result = benchmark.SystemResult(f"lj{size}", size, "lj", None, 2, 10, "lj8-9")
+        variant = benchmark.VariantResult(
+            {}, np.array([-18.0, -19.0]), np.ones(2), -np.ones(2), 0.0, np.zeros(2)
+        )
+        result.methods["fire"] = benchmark.MethodResult("fire", variants=[variant])
+        sweep.append(result)
+    figures = benchmark.write_figures(
+        benchmark.BenchmarkRun(benchmark.BenchmarkSettings(), sweep, True, 0.0),
+        tmp_path,
+    )
+    assert figures == [tmp_path / "figure4_lj_sizes.png"]
+    assert figures[0].read_bytes()[:4] == b"\x89PNG"
+
+    # Figure 7 and the learned optimizer skipped where no weights fit.
+    run = benchmark.run_benchmark(
+        benchmark.BenchmarkSettings(
+            systems=("AgAu4",),
+            compositions=(2,),
+            methods=("learned", "basin_hopping"),
+            starts=2,
+            steps=30,
+            step_sizes=(0.4,),
+        )
+    )
+    assert [r.name for r in run.systems] == ["Ag4Au0", "Ag2Au2", "Ag0Au4"]
+    written = benchmark.write_outputs(run, tmp_path / "scan")
+    assert written["figures"] == [tmp_path / "scan" / "figure7_AgAu4_hull.png"]
+    report = json.loads(written["json"].read_text())
+    assert list(report["systems"]) == ["Ag4Au0", "Ag2Au2", "Ag0Au4"]
+    for entry in report["systems"].values():
+        assert list(entry["methods"]) == ["learned", "basin_hopping"]
+    learned = report["systems"]["Ag2Au2"]["methods"]["learned"]
+    assert learned["status"] == "skipped"
+    assert "no weights fit" in learned["reason"]
+    assert "skipped, no weights fit" in benchmark.terminal_table(run.systems[1])
+
+
+def test_lennard_jones_sweep_uses_the_tabulated_global_minima():
+    names = benchmark.expand_system_names(["lj10-100"])
+    assert [name for name, _, _ in names] == [f"lj{n}" for n in range(10, 101)]
+    for name, group, _ in names:
+        assert group == "lj10-100"
+        size = int(name[2:])
+        if size in PUBLISHED_LJ_MINIMA:
+            system = benchmark.build_system(name)
+            assert system.global_minimum == pytest.approx(
+                PUBLISHED_LJ_MINIMA[size], abs=1e-6
+            )
+    results = []
+    for size in (11, 10):
+        result = benchmark.SystemResult(f"lj{size}", size, "lj", None, 1, 1, "lj")
+        variant = benchmark.VariantResult(
+            {}, np.array([-30.0]), np.array([1]), np.array([-1]), 0.0, np.array([0.0])
+        )
+        result.methods["adam"] = benchmark.MethodResult("adam", variants=[variant])
+        results.append(result)
+    sizes, global_minima, means, lowest, _ = benchmark.size_sweep_data(results)
+    assert sizes.tolist() == [10, 11]
+    np.testing.assert_allclose(
+        global_minima, [PUBLISHED_LJ_MINIMA[10], PUBLISHED_LJ_MINIMA[11]], atol=1e-6
+    )
+    np.testing.assert_allclose(means["Adam"], [-30.0, -30.0])
+    np.testing.assert_allclose(lowest["Adam"], [-30.0, -30.0])
+
+
+def test_composition_scan_names_and_excess_energy():
+    names = benchmark.expand_system_names(["PdPt38"], compositions=[3, 19])
+    assert [name for name, _, _ in names] == [
+        "Pd38Pt0",
+        "Pd35Pt3",
+        "Pd19Pt19",
+        "Pd0Pt38",
+    ]
+    counts = np.array([0, 10, 20])
+    # Energies linear in m have no excess energy; the endpoints never do.
+    assert benchmark.excess_energies(counts, -3.0 - 0.1 * counts, 20) == pytest.approx(
+        np.zeros(3)
+    )
+    excess = benchmark.excess_energies(counts, np.array([-1.0, -2.5, -2.0]), 20)
+    assert excess == pytest.approx([0.0, -1.0, 0.0])
+
+
+def test_lower_convex_hull_matches_scipy():
+    rng = np.random.default_rng(0)
+    x = np.arange(30.0)
+    y = rng.normal(size=30)
+    hull = ConvexHull(np.column_stack([x, y]))
+    # Lower facets: outward normals pointing down.
+    lower = {
+        int(v)
+        for simplex, eq in zip(hull.simplices, hull.equations)
+        if eq[1] < 0
+        for v in simplex
+    }
+    assert set(benchmark.lower_convex_hull(x, y).tolist()) == lower
+
+
+def test_ctrl_c_keeps_what_finished(monkeypatch, tmp_path, lj7):
+    real_run_method = benchmark.run_method
+    calls = []
+
+    def interrupted_second_method(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_method(*args, **kwargs)
+
+    monkeypatch.setattr(benchmark, "run_method", interrupted_second_method)
+    settings = benchmark.BenchmarkSettings(
+        systems=("lj7", "lj8"),
+        methods=("adam", "fire"),
+        starts=2,
+        steps=20,
+        learning_rates=(0.01,),
+    )
+    run = benchmark.run_benchmark(settings)
+    assert not run.complete
+    assert [r.name for r in run.systems] == ["lj7"]
+    assert list(run.systems[0].methods) == ["adam"]
+    status = benchmark.report(run, tmp_path, figures=False, quiet=True)
+    assert status == 130
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["complete"] is False
+    assert report["systems"]["lj7"]["methods"]["adam"]["status"] == "ok"
+    assert "INTERRUPTED" in (tmp_path / "benchmark.md").read_text()
+
+
+def test_update_magnitude_at_minimum_is_zero_for_untrained_weights():
+    # An untrained optimizer (zero output layer) never moves atoms: held at a
+    # minimum it proposes no update at all.
+    system = systems.lennard_jones_system(7)
+    config = LearnedOptimizerConfig()
+    theta = init_theta(jax.random.key(0), config)
+    magnitudes = benchmark.update_magnitude_at_minimum(
+        theta,
+        config,
+        system.energy_fn,
+        jnp.asarray(systems.starting_structures(jax.random.key(0), system, 1)[0]),
+        system.context,
+        system.potential_parameters,
+        5,
+    )
+    assert magnitudes.shape == (5,)
+    assert np.all(np.asarray(magnitudes) == 0.0)
+
+
+def test_learned_cycles_match_the_library_search(tmp_path, lj7):
+    """The benchmark's recorded cycles give what `learned_search_in_cycles` (the
+    semantics of `LearnedHopOptimizer.run`) gives, evaluations included."""
+    from ase_learn2hop import search
+    from ase_learn2hop.weights import load_weights
+
+    system, starts = lj7
+    weights = load_weights(hand_set_weights(tmp_path / "hand_set"))
+    # Two cycles of 20 steps: the shapes of the CLI run above (compiled once).
+    variant, figure_data = benchmark.run_learned(system, starts, 40, weights)
+    context, parameters = systems.batched(system, starts.shape[0])
+    reference = search.learned_search_in_cycles(
+        weights.theta,
+        weights.config,
+        system.energy_fn,
+        starts,
+        context,
+        parameters,
+        n_steps=40,
+        horizon=weights.horizon,
+    )
+    np.testing.assert_allclose(variant.energies, reference.best_energy, atol=1e-10)
+    assert (
+        variant.energy_evaluations.tolist()
+        == np.asarray(reference.energy_evaluations).tolist()
+    )
+    assert variant.record_steps[-1] == 40
+    assert figure_data["single_energy"].shape == (40,)
+    assert figure_data["held_update_magnitude"].shape == (20,)
+
+
+def test_quick_mode_and_explicit_flags():
+    parser = cli.build_parser()
+    quick = benchmark.settings_from_args(
+        parser.parse_args(["benchmark", "--quick", "--starts", "4"]),
+        ["lj13"],
+        benchmark.METHODS,
+    )
+    assert (quick.starts, quick.steps, quick.ase_starts) == (4, 2000, 3)
+    full = benchmark.settings_from_args(
+        parser.parse_args(["benchmark"]), ["lj13"], benchmark.METHODS
+    )
+    assert (full.starts, full.steps) == (150, 50000)
+    compare = parser.parse_args(["compare"])
+    assert compare.system == "lj13" and compare.handler is benchmark.compare_command
