@@ -7,6 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from lennard_jones_reference import (
+    LJ13_GLOBAL_MINIMUM_ENERGY,
+    lennard_jones_energy,
+    random_cluster,
+)
 
 import ase_learn2hop  # noqa: F401  (enables float64 before any array is made)
 from ase_learn2hop.basin_hopping import (
@@ -15,39 +20,17 @@ from ase_learn2hop.basin_hopping import (
 )
 from ase_learn2hop.descent import adam_descent, polish, run_optimizer
 
-# Wales & Doye 1997 (Cambridge Cluster Database), pair well depth 1 at r = 1.
-LJ13_GLOBAL_MINIMUM_ENERGY = -44.326801
-
-
-def lennard_jones_energy(positions):
-    """Sum over pairs of (1/r)^12 - 2 (1/r)^6, no cutoff; positions [n, 3]."""
-    first, second = np.triu_indices(positions.shape[0], k=1)
-    squared_distance = jnp.sum((positions[first] - positions[second]) ** 2, axis=-1)
-    inverse_sixth = 1.0 / squared_distance**3
-    return jnp.sum(inverse_sixth**2 - 2.0 * inverse_sixth)
-
 
 def flat_energy(positions):
     """Zero everywhere: no force, so only the perturbations move the atoms."""
     return 0.0 * jnp.sum(positions)
 
 
-def random_cluster(n_atoms, seed, side, min_distance=0.8):
-    """Uniform positions in a cube, placed one atom at a time: a candidate closer
-    than ``min_distance`` to an atom already placed is redrawn (so no start has
-    huge forces)."""
-    rng = np.random.default_rng(seed)
-    positions = []
-    while len(positions) < n_atoms:
-        candidate = rng.uniform(0.0, side, size=3)
-        if all(np.linalg.norm(candidate - other) > min_distance for other in positions):
-            positions.append(candidate)
-    return np.array(positions)
-
-
 def lj13_starts(count):
     return jnp.asarray(
-        np.stack([random_cluster(13, seed, 2.4) for seed in range(count)])
+        np.stack(
+            [random_cluster(13, seed, 2.4, min_distance=0.8) for seed in range(count)]
+        )
     )
 
 

@@ -11,6 +11,11 @@ import pytest
 from ase import Atoms
 from ase.calculators.lj import LennardJones
 from ase.optimize import FIRE
+from lennard_jones_reference import (
+    LJ13_GLOBAL_MINIMUM_ENERGY,
+    lennard_jones_energy,
+    random_cluster,
+)
 
 import ase_learn2hop  # noqa: F401  (enables float64 before any array is made)
 from ase_learn2hop.descent import (
@@ -23,16 +28,6 @@ from ase_learn2hop.descent import (
 )
 
 DATA = Path(__file__).parent / "data"
-# Wales & Doye 1997 (Cambridge Cluster Database), pair well depth 1 at r = 1.
-LJ13_GLOBAL_MINIMUM_ENERGY = -44.326801
-
-
-def lennard_jones_energy(positions):
-    """Sum over pairs of (1/r)^12 - 2 (1/r)^6, no cutoff; positions [n, 3]."""
-    first, second = np.triu_indices(positions.shape[0], k=1)
-    squared_distance = jnp.sum((positions[first] - positions[second]) ** 2, axis=-1)
-    inverse_sixth = 1.0 / squared_distance**3
-    return jnp.sum(inverse_sixth**2 - 2.0 * inverse_sixth)
 
 
 def ase_lennard_jones_atoms(positions):
@@ -41,20 +36,6 @@ def ase_lennard_jones_atoms(positions):
     # rc far beyond the cluster: the energy shift at rc is below 1e-17 per pair.
     atoms.calc = LennardJones(sigma=2 ** (-1 / 6), epsilon=1.0, rc=1000.0)
     return atoms
-
-
-def random_cluster(n_atoms, seed, side=None, min_distance=0.85):
-    """Uniform positions in a cube, placed one atom at a time: a candidate closer
-    than ``min_distance`` to an atom already placed is redrawn (so no start has
-    huge forces)."""
-    side = side if side is not None else 1.1 * n_atoms ** (1 / 3)
-    rng = np.random.default_rng(seed)
-    positions = []
-    while len(positions) < n_atoms:
-        candidate = rng.uniform(0.0, side, size=3)
-        if all(np.linalg.norm(candidate - other) > min_distance for other in positions):
-            positions.append(candidate)
-    return np.array(positions)
 
 
 @pytest.fixture(scope="module")

@@ -268,6 +268,9 @@ def test_shipped_weights_are_picked_by_system():
     gold.calc = Gupta(system="Au")
     from ase_learn2hop.weights import available_pretrained
 
-    if "au55" not in available_pretrained() and "bimetallic" not in available_pretrained():
+    if (
+        "au55" not in available_pretrained()
+        and "bimetallic" not in available_pretrained()
+    ):
         with pytest.raises(NoSuitableWeightsError, match="no shipped weights fit"):
             LearnedHopOptimizer(gold)
