@@ -1,0 +1,130 @@
+"""One Markdown table from several `learn2hop benchmark` runs (the README's results).
+
+Runs of the same systems with the same ``--starts``, ``--steps`` and ``--seed`` see
+the same starting structures, so the learned optimizer can be run on its own and
+set beside baselines measured earlier. The script refuses to merge runs whose
+starts, steps or seed differ. Every number comes from the JSON files given:
+
+    python benchmarks/results_table.py \\
+        benchmarks/results/paper_table2_5000steps/benchmark.json \\
+        benchmarks/results/learned_5000steps/benchmark.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+METHOD_ORDER = (
+    "learned",
+    "adam",
+    "fire",
+    "basin_hopping",
+    "ase_fire",
+    "ase_basin_hopping",
+)
+PAPER_KEYS = {"adam": "adam", "fire": "fire", "basin_hopping": "basin_hopping"}
+
+
+def _setting_text(method: str, entry: dict) -> str:
+    setting = entry["best"]["setting"]
+    return ", ".join(f"{key} {value}" for key, value in setting.items()) or "-"
+
+
+def _number(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def merged_systems(paths: list[Path]) -> dict[str, dict]:
+    """``{system: {"info": ..., "methods": {method: entry}}}`` over the runs."""
+    merged: dict[str, dict] = {}
+    for path in paths:
+        run = json.loads(path.read_text())
+        seed = run["settings"]["seed"]
+        for name, system in run["systems"].items():
+            key = (system["n_starts"], system["steps"], seed)
+            slot = merged.setdefault(
+                name, {"info": system, "key": key, "methods": {}, "sources": []}
+            )
+            if slot["key"] != key:
+                raise SystemExit(
+                    f"{path}: {name} ran with (starts, steps, seed) {key}, "
+                    f"another file with {slot['key']}: not the same starts"
+                )
+            slot["sources"].append(str(path))
+            for method, entry in system["methods"].items():
+                if entry["status"] == "ok":
+                    slot["methods"][method] = entry
+    return merged
+
+
+def markdown_table(merged: dict[str, dict]) -> str:
+    lines = []
+    for name, slot in merged.items():
+        info = slot["info"]
+        starts, steps, seed = slot["key"]
+        minimum = info["global_minimum"]
+        lines.append(
+            f"**{name}** ({info['n_atoms']} atoms, {info['potential']}; "
+            f"{starts} starts, {steps} steps, seed {seed}"
+            + (f"; global minimum {minimum:.4f}" if minimum is not None else "")
+            + ")\n"
+        )
+        lines.append(
+            "| Method | Setting | Starts | Mean | Min | GM hits | Evals/start "
+            "| Wall s | Paper mean | Paper min |"
+        )
+        lines.append("|" + "---|" * 10)
+        paper = info.get("paper_table_2") or {}
+        for method in METHOD_ORDER:
+            entry = slot["methods"].get(method)
+            if entry is None:
+                continue
+            best = entry["best"]
+            summary = best["summary"]
+            hits = summary["global_minimum_hits"]
+            evaluations = best["energy_evaluations"]
+            evaluations = (
+                sum(evaluations) / len(evaluations)
+                if isinstance(evaluations, list)
+                else evaluations
+            )
+            paper_key = PAPER_KEYS.get(method)
+            paper_mean = paper.get("mean", {}).get(paper_key) if paper_key else None
+            paper_min = paper.get("min", {}).get(paper_key) if paper_key else None
+            if method == "learned" and paper:
+                learned = {
+                    k: v
+                    for k, v in paper.get("mean", {}).items()
+                    if k in ("esmc", "ga")
+                }
+                if learned:
+                    best_key = min(learned, key=learned.get)
+                    paper_mean = learned[best_key]
+                    paper_min = paper.get("min", {}).get(best_key)
+            n_starts = summary["n_starts"]
+            hits_text = "-" if hits is None else f"{hits}/{n_starts}"
+            lines.append(
+                f"| {entry['label']} | {_setting_text(method, entry)} "
+                f"| {summary['n_starts']} | {_number(summary['mean'])} "
+                f"| {_number(summary['min'])} "
+                f"| {hits_text} "
+                f"| {evaluations:.0f} | {best['wall_time_s']:.1f} "
+                f"| {_number(paper_mean, 2)} | {_number(paper_min, 2)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", type=Path, help="benchmark.json files")
+    args = parser.parse_args(argv)
+    sys.stdout.write(markdown_table(merged_systems(args.files)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
