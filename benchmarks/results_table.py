@@ -1,9 +1,10 @@
 """One Markdown table from several `learn2hop benchmark` runs (the README's results).
 
-Runs of the same systems with the same ``--starts``, ``--steps`` and ``--seed`` see
-the same starting structures, so the learned optimizer can be run on its own and
-set beside baselines measured earlier. The script refuses to merge runs whose
-starts, steps or seed differ. Every number comes from the JSON files given:
+Runs of the same systems with the same ``--starts`` and ``--seed`` see the same
+starting structures (whatever their ``--steps``), so the learned optimizer can be
+run on its own and set beside baselines measured earlier; each row says its step
+budget and its energy evaluations per start. The script refuses to merge runs whose
+starts or seed differ. Every number comes from the JSON files given:
 
     python benchmarks/results_table.py \\
         benchmarks/results/paper_table2_5000steps/benchmark.json \\
@@ -44,19 +45,20 @@ def merged_systems(paths: list[Path]) -> dict[str, dict]:
         run = json.loads(path.read_text())
         seed = run["settings"]["seed"]
         for name, system in run["systems"].items():
-            key = (system["n_starts"], system["steps"], seed)
+            key = (system["n_starts"], seed)
             slot = merged.setdefault(
                 name, {"info": system, "key": key, "methods": {}, "sources": []}
             )
             if slot["key"] != key:
                 raise SystemExit(
-                    f"{path}: {name} ran with (starts, steps, seed) {key}, "
+                    f"{path}: {name} ran with (starts, seed) {key}, "
                     f"another file with {slot['key']}: not the same starts"
                 )
             slot["sources"].append(str(path))
             for method, entry in system["methods"].items():
                 if entry["status"] == "ok":
-                    slot["methods"][method] = entry
+                    row = (method, system["steps"])
+                    slot["methods"][row] = {**entry, "steps": system["steps"]}
     return merged
 
 
@@ -64,24 +66,25 @@ def markdown_table(merged: dict[str, dict]) -> str:
     lines = []
     for name, slot in merged.items():
         info = slot["info"]
-        starts, steps, seed = slot["key"]
+        starts, seed = slot["key"]
         minimum = info["global_minimum"]
         lines.append(
             f"**{name}** ({info['n_atoms']} atoms, {info['potential']}; "
-            f"{starts} starts, {steps} steps, seed {seed}"
+            f"{starts} starts, seed {seed}"
             + (f"; global minimum {minimum:.4f}" if minimum is not None else "")
             + ")\n"
         )
         lines.append(
-            "| Method | Setting | Starts | Mean | Min | GM hits | Evals/start "
-            "| Wall s | Paper mean | Paper min |"
+            "| Method | Setting | Steps | Starts | Mean | Min | GM hits "
+            "| Evals/start | Wall s | Paper mean | Paper min |"
         )
-        lines.append("|" + "---|" * 10)
+        lines.append("|" + "---|" * 11)
         paper = info.get("paper_table_2") or {}
-        for method in METHOD_ORDER:
-            entry = slot["methods"].get(method)
-            if entry is None:
-                continue
+        rows = sorted(
+            slot["methods"], key=lambda row: (METHOD_ORDER.index(row[0]), row[1])
+        )
+        for method, steps in rows:
+            entry = slot["methods"][(method, steps)]
             best = entry["best"]
             summary = best["summary"]
             hits = summary["global_minimum_hits"]
@@ -107,7 +110,7 @@ def markdown_table(merged: dict[str, dict]) -> str:
             n_starts = summary["n_starts"]
             hits_text = "-" if hits is None else f"{hits}/{n_starts}"
             lines.append(
-                f"| {entry['label']} | {_setting_text(method, entry)} "
+                f"| {entry['label']} | {_setting_text(method, entry)} | {steps} "
                 f"| {summary['n_starts']} | {_number(summary['mean'])} "
                 f"| {_number(summary['min'])} "
                 f"| {hits_text} "
