@@ -1,12 +1,11 @@
 """Au55 (Gupta potential, Garzon parameters; global minimum -181.89 eV): the
-learned optimizer where weights for gold exist, beside ASE's BasinHopping.
+learned optimizer with the shipped gold weights, beside ASE's BasinHopping.
 
     python examples/au55_gold.py                       # a few minutes
     python examples/au55_gold.py --fast                # a few seconds
     python examples/au55_gold.py --weights my_au.json  # your own weights
 
-No gold weights are shipped yet: without --weights the learned optimizer is
-skipped (with the reason) and ASE's BasinHopping runs alone.
+Without --weights the optimizer picks the shipped ``au55`` weights by itself.
 """
 
 import argparse
@@ -31,7 +30,7 @@ def fast_mode(args) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, help="learned steps / force calls")
-    parser.add_argument("--weights", help="weight file for gold")
+    parser.add_argument("--weights", help="weight file (default: shipped au55)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="au55_best.xyz")
     parser.add_argument("--fast", action="store_true", help="a quick check")
