@@ -1,12 +1,12 @@
-"""Si64 (Stillinger-Weber, periodic 10.862 Å cube): the learned optimizer where
-weights for silicon exist, beside ASE's FIRE, and the gap to diamond.
+"""Si64 (Stillinger-Weber, periodic 10.862 Å cube): the learned optimizer with the
+shipped silicon weights, beside ASE's FIRE, and the gap to diamond.
 
     python examples/silicon64.py            # a few minutes
     python examples/silicon64.py --fast     # a few seconds
 
 Random silicon starts relax into amorphous networks well above diamond
-(-4.33652 eV/atom); the paper's best searches end near -4.13 eV/atom. No silicon
-weights are shipped yet: pass your own with --weights.
+(-4.33652 eV/atom); the paper's best searches end near -4.13 eV/atom. Without
+--weights the optimizer picks the shipped ``si64`` weights by itself.
 """
 
 import argparse
@@ -30,7 +30,7 @@ def fast_mode(args) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, help="learned steps / force calls")
-    parser.add_argument("--weights", help="weight file for silicon")
+    parser.add_argument("--weights", help="weight file (default: shipped si64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fast", action="store_true", help="a quick check")
     args = parser.parse_args()
