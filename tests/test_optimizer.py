@@ -258,19 +258,32 @@ def test_weights_from_a_file(tmp_path):
     optimizer.run(steps=5)
 
 
-def test_shipped_weights_are_picked_by_system():
-    atoms = lj_cluster(7)
-    optimizer = LearnedHopOptimizer(atoms, logfile=None)
-    assert optimizer.weights.name in ("lj", "lj13")
-    assert optimizer.weights.manifest["systems"]
-    optimizer.run(steps=10)
-    gold = Atoms("Au4", positions=[[0, 0, 0], [2.9, 0, 0], [0, 2.9, 0], [0, 0, 2.9]])
-    gold.calc = Gupta(system="Au")
-    from ase_learn2hop.weights import available_pretrained
+#: The shipped weights LearnedHopOptimizer picks with ``weights=None``.
+SHIPPED_WEIGHTS_BY_SYSTEM = [
+    ("lj13", "lj"),
+    ("lj60", "lj"),
+    ("au55", "au55"),
+    ("si64", "si64"),
+]
 
-    if (
-        "au55" not in available_pretrained()
-        and "bimetallic" not in available_pretrained()
-    ):
-        with pytest.raises(NoSuitableWeightsError, match="no shipped weights fit"):
-            LearnedHopOptimizer(gold)
+
+@pytest.mark.parametrize("name, expected", SHIPPED_WEIGHTS_BY_SYSTEM)
+def test_shipped_weights_are_picked_by_system(name, expected):
+    from ase_learn2hop.benchmark import ase_atoms, ase_calculator
+
+    system = systems.system_from_name(name)
+    start = np.asarray(systems.starting_structures(jax.random.key(0), system, 1)[0])
+    atoms = ase_atoms(system, start)
+    atoms.calc = ase_calculator(system)
+    optimizer = LearnedHopOptimizer(atoms, logfile=None)
+    assert optimizer.weights.name == expected
+    manifest = optimizer.weights.manifest
+    for key in ("systems", "commit", "horizon", "training", "command"):
+        assert manifest[key], key
+    assert isinstance(manifest["seed"], int)
+
+
+def test_shipped_lj_weights_run():
+    optimizer = LearnedHopOptimizer(lj_cluster(7), logfile=None)
+    optimizer.run(steps=10)
+    assert np.isfinite(optimizer.get_minimum()[0])
