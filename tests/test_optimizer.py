@@ -264,6 +264,7 @@ SHIPPED_WEIGHTS_BY_SYSTEM = [
     ("lj60", "lj"),
     ("au55", "au55"),
     ("si64", "si64"),
+    ("Ag19Au19", "agau"),
 ]
 
 
