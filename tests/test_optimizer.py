@@ -265,6 +265,7 @@ SHIPPED_WEIGHTS_BY_SYSTEM = [
     ("au55", "au55"),
     ("si64", "si64"),
     ("Ag19Au19", "agau"),
+    ("Pd19Pt19", "bimetallic"),
 ]
 
 
