@@ -8,7 +8,12 @@ starts or seed differ. Every number comes from the JSON files given:
 
     python benchmarks/results_table.py \\
         benchmarks/results/paper_table2_5000steps/benchmark.json \\
-        benchmarks/results/learned_5000steps/benchmark.json
+        benchmarks/results/learned_5000steps/benchmark.json --figures DIR
+
+``--figures DIR`` also draws, from the merged runs, the distribution of the minima
+per system (paper Figure 5) and, where there are several Lennard-Jones sizes, the
+gap to the global minimum against size (Figure 4). A row's label carries its step
+budget where one method appears with several.
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ def merged_systems(paths: list[Path]) -> dict[str, dict]:
     return merged
 
 
+def _ordered_rows(slot: dict) -> list[tuple[str, int]]:
+    return sorted(slot["methods"], key=lambda row: (METHOD_ORDER.index(row[0]), row[1]))
+
+
 def markdown_table(merged: dict[str, dict]) -> str:
     lines = []
     for name, slot in merged.items():
@@ -80,10 +89,7 @@ def markdown_table(merged: dict[str, dict]) -> str:
         )
         lines.append("|" + "---|" * 11)
         paper = info.get("paper_table_2") or {}
-        rows = sorted(
-            slot["methods"], key=lambda row: (METHOD_ORDER.index(row[0]), row[1])
-        )
-        for method, steps in rows:
+        for method, steps in _ordered_rows(slot):
             entry = slot["methods"][(method, steps)]
             best = entry["best"]
             summary = best["summary"]
@@ -121,11 +127,80 @@ def markdown_table(merged: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _row_label(entry: dict, steps: int, all_steps: set[int]) -> str:
+    return entry["label"] + (f" ({steps} steps)" if len(all_steps) > 1 else "")
+
+
+def write_figures(merged: dict[str, dict], out: Path) -> list[Path]:
+    """Figure 5 per system and Figure 4 over the LJ sizes, from merged runs."""
+    import numpy as np
+
+    from ase_learn2hop import plots, systems
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, slot in merged.items():
+        all_steps = {steps for _, steps in slot["methods"]}
+        energies = {
+            _row_label(entry, steps, all_steps): np.array(
+                [np.nan if e is None else e for e in entry["best"]["energies"]]
+            )
+            for (method, steps), entry in (
+                (row, slot["methods"][row]) for row in _ordered_rows(slot)
+            )
+        }
+        info = slot["info"]
+        path = out / f"figure5_minima_{name}.png"
+        title = f"{name}: {slot['key'][0]} starts"
+        plots.minima_distribution_figure(
+            energies, info["global_minimum"], path, title=title
+        )
+        written.append(path)
+    sizes = sorted(
+        (slot["info"]["n_atoms"], name)
+        for name, slot in merged.items()
+        if slot["info"]["potential"] == "lj"
+    )
+    if len(sizes) >= 2:
+        tabulated = systems.lennard_jones_global_minima()
+        n_atoms = np.array([n for n, _ in sizes])
+        means: dict[str, np.ndarray] = {}
+        lowest: dict[str, np.ndarray] = {}
+        trained: set[int] = set()
+        for index, (_, name) in enumerate(sizes):
+            slot = merged[name]
+            for method, steps in _ordered_rows(slot):
+                entry = slot["methods"][(method, steps)]
+                label = f"{entry['label']} ({steps} steps)"
+                summary = entry["best"]["summary"]
+                means.setdefault(label, np.full(len(sizes), np.nan))[index] = summary[
+                    "mean"
+                ]
+                lowest.setdefault(label, np.full(len(sizes), np.nan))[index] = summary[
+                    "min"
+                ]
+                for system in entry["best"].get("extra", {}).get("trained_on", []):
+                    if system.startswith("lj") and system[2:].isdigit():
+                        trained.add(int(system[2:]))
+        global_minima = np.array([tabulated.get(int(n), np.nan) for n in n_atoms])
+        path = out / "figure4_lj_sizes.png"
+        plots.size_sweep_figure(
+            n_atoms, global_minima, means, lowest, sorted(trained), path
+        )
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", type=Path, help="benchmark.json files")
+    parser.add_argument("--figures", type=Path, help="folder for the figures")
     args = parser.parse_args(argv)
-    sys.stdout.write(markdown_table(merged_systems(args.files)))
+    merged = merged_systems(args.files)
+    sys.stdout.write(markdown_table(merged))
+    if args.figures is not None:
+        for path in write_figures(merged, args.figures):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
