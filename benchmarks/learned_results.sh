@@ -24,9 +24,12 @@ part() {
     # PdPt38 (elements the bimetallic weights never saw) beside step-matched
     # basin hopping, Adam and FIRE, across compositions.
     pdpt) run --systems PdPt38 --compositions 4 8 12 16 19 22 26 30 34 --starts 32 --steps 2000 --methods learned basin_hopping adam fire --out $R/pdpt38_2000steps ;;
+    # The same, evaluation-matched: 300 learned steps (2301 evaluations per start)
+    # beside the baselines' 2000 steps (4003).
+    pdpt_matched) run --systems PdPt38 --compositions 4 8 12 16 19 22 26 30 34 --starts 32 --steps 300 --methods learned --out $R/pdpt38_learned_300steps ;;
     *) echo "unknown part $1" >&2; return 1 ;;
   esac
 }
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(lj lj_matched unseen_baselines unseen au55 au55_matched si64 si64_matched pdpt)
+[ ${#parts[@]} -eq 0 ] && parts=(lj lj_matched unseen_baselines unseen au55 au55_matched si64 si64_matched pdpt pdpt_matched)
 for p in "${parts[@]}"; do part "$p"; done
