@@ -140,6 +140,8 @@ def write_figures(merged: dict[str, dict], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, slot in merged.items():
+        if slot["info"]["group"]:
+            continue  # members of a composition scan: Figure 7 below
         all_steps = {steps for _, steps in slot["methods"]}
         energies = {
             _row_label(entry, steps, all_steps): np.array(
@@ -186,6 +188,56 @@ def write_figures(merged: dict[str, dict], out: Path) -> list[Path]:
         path = out / "figure4_lj_sizes.png"
         plots.size_sweep_figure(
             n_atoms, global_minima, means, lowest, sorted(trained), path
+        )
+        written.append(path)
+    written.extend(_composition_figures(merged, out))
+    return written
+
+
+def _composition_figures(merged: dict[str, dict], out: Path) -> list[Path]:
+    """Figure 7 (excess energy and convex hull) for each composition scan, with
+    the pure clusters at the lowest energy any merged row found."""
+    import re
+
+    import numpy as np
+
+    from ase_learn2hop import plots
+    from ase_learn2hop.benchmark import excess_energies
+
+    written = []
+    groups = sorted({slot["info"]["group"] for slot in merged.values()} - {""})
+    for group in groups:
+        match = re.fullmatch(r"([A-Z][a-z]?)([A-Z][a-z]?)(\d+)", group)
+        if match is None:
+            continue
+        first, second, total = match.groups()
+        total = int(total)
+        members = [(n, s) for n, s in merged.items() if s["info"]["group"] == group]
+        counts = np.array(
+            [int(re.fullmatch(r"\D+\d+\D+(\d+)", name).group(1)) for name, _ in members]
+        )
+        if not {0, total} <= set(counts.tolist()):
+            continue
+        lowest: dict[str, np.ndarray] = {}
+        for index, (_, slot) in enumerate(members):
+            for method, steps in _ordered_rows(slot):
+                entry = slot["methods"][(method, steps)]
+                label = f"{entry['label']} ({steps} steps)"
+                values = lowest.setdefault(label, np.full(len(members), np.nan))
+                values[index] = entry["best"]["summary"]["min"]
+        reference = np.nanmin(np.vstack(list(lowest.values())), axis=0)
+        pure = np.isin(counts, [0, total])
+        excess = {
+            label: excess_energies(counts, np.where(pure, reference, values), total)
+            for label, values in lowest.items()
+        }
+        order = np.argsort(counts)
+        path = out / f"figure7_{group}_hull.png"
+        plots.composition_hull_figure(
+            counts[order],
+            {label: values[order] for label, values in excess.items()},
+            (first, second, total),
+            path,
         )
         written.append(path)
     return written
