@@ -210,7 +210,9 @@ def test_each_figure_is_written(cli_run, tmp_path):
     assert figures == [tmp_path / "figure4_lj_sizes.png"]
     assert figures[0].read_bytes()[:4] == b"\x89PNG"
 
-    # Figure 7 and the learned optimizer skipped where no weights fit.
+    # Figure 7 and the learned optimizer skipped where the weights do not fit
+    # (one-species weights on a two-species cluster).
+    one_species = hand_set_weights(tmp_path / "one_species", max_species=1)
     run = benchmark.run_benchmark(
         benchmark.BenchmarkSettings(
             systems=("AgAu4",),
@@ -219,6 +221,7 @@ def test_each_figure_is_written(cli_run, tmp_path):
             starts=2,
             steps=30,
             step_sizes=(0.4,),
+            weights=str(one_species),
         )
     )
     assert [r.name for r in run.systems] == ["Ag4Au0", "Ag2Au2", "Ag0Au4"]
@@ -230,7 +233,8 @@ def test_each_figure_is_written(cli_run, tmp_path):
         assert list(entry["methods"]) == ["learned", "basin_hopping"]
     learned = report["systems"]["Ag2Au2"]["methods"]["learned"]
     assert learned["status"] == "skipped"
-    assert "no weights fit" in learned["reason"]
+    assert "at most 1 species" in learned["reason"]
+    assert report["systems"]["Ag4Au0"]["methods"]["learned"]["status"] == "ok"
     assert "skipped, no weights fit" in benchmark.terminal_table(run.systems[1])
 
 
