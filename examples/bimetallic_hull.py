@@ -7,8 +7,9 @@ excess energy of Ag(N-m)Au(m) against m for each method, from the benchmark API.
 
 Excess energy: E(m) - (N - m)/N E(0) - m/N E(N), with the lowest minimum each
 method found at each composition (the pure clusters E(0), E(N) are the lowest any
-method found). Where no shipped weights fit the pair, the learned optimizer is
-skipped and the reason printed; pass --weights to use yours.
+method found). The learned optimizer uses the shipped ``agau`` weights for AgAu
+and ``bimetallic`` for the other pairs (PdPt is a pair they never saw); pass
+--weights to use yours.
 """
 
 import argparse
