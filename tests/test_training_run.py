@@ -80,3 +80,16 @@ def test_minimum_starts_are_local_minima(tmp_path):
     largest = np.linalg.norm(forces, axis=-1).max(axis=-1)
     assert np.all(largest[:2] < 1e-2)
     assert np.all(largest[2:] > 1e-2)
+
+
+def test_every_shipped_config_names_real_systems_and_a_strategy():
+    from ase_learn2hop.training.run import configs_directory, load_config
+
+    configs = sorted(configs_directory().glob("*.json"))
+    assert len(configs) >= 8
+    for path in configs:
+        config = load_config(str(path))
+        assert config["strategy"] in ("es", "esmc", "ga"), path.name
+        for name in config["systems"]:
+            assert systems.system_from_name(name).n_atoms > 0, name
+        assert config["notes"], path.name
