@@ -1237,6 +1237,21 @@ def build_system(name: str) -> systems.System:
     return system if system.name == name.lower() else system._replace(name=name)
 
 
+def empty_system_result(
+    system: systems.System, settings: BenchmarkSettings, group: str = ""
+) -> SystemResult:
+    """A `SystemResult` of ``system`` with no method run yet."""
+    return SystemResult(
+        name=system.name,
+        n_atoms=system.n_atoms,
+        potential=system.family,
+        global_minimum=system.global_minimum,
+        n_starts=settings.starts,
+        steps=settings.steps,
+        group=group,
+    )
+
+
 def run_system(
     system: systems.System,
     settings: BenchmarkSettings,
@@ -1257,15 +1272,7 @@ def run_system(
         jax.random.key(settings.seed), system, settings.starts
     )
     if result is None:
-        result = SystemResult(
-            name=system.name,
-            n_atoms=system.n_atoms,
-            potential=system.family,
-            global_minimum=system.global_minimum,
-            n_starts=settings.starts,
-            steps=settings.steps,
-            group=group,
-        )
+        result = empty_system_result(system, settings, group)
     for method in tqdm(
         settings.methods, desc=system.name, unit="method", leave=False, disable=quiet
     ):
@@ -1309,15 +1316,7 @@ def run_benchmark(settings: BenchmarkSettings, *, quiet: bool = True) -> Benchma
         for system, group in tqdm(
             built, desc="benchmark", unit="system", disable=quiet
         ):
-            result = SystemResult(
-                name=system.name,
-                n_atoms=system.n_atoms,
-                potential=system.family,
-                global_minimum=system.global_minimum,
-                n_starts=settings.starts,
-                steps=settings.steps,
-                group=group,
-            )
+            result = empty_system_result(system, settings, group)
             results.append(result)
             run_system(
                 system,
@@ -1728,10 +1727,7 @@ def composition_data(group: str, results: list[SystemResult]):
     match = re.fullmatch(r"([A-Z][a-z]?)([A-Z][a-z]?)(\d+)", group)
     first, second, total = match.groups()
     total = int(total)
-    counts = []
-    for result in results:
-        counts.append(int(re.fullmatch(r"\D+\d+\D+(\d+)", result.name).group(1)))
-    counts = np.array(counts)
+    counts = np.array([composition_count(result.name) for result in results])
     if not ({0, total} <= set(counts.tolist())):
         return None
     lowest = {}
@@ -1746,15 +1742,33 @@ def composition_data(group: str, results: list[SystemResult]):
             lowest[label] = values
     if not lowest:
         return None
-    # One reference for every method: the lowest pure-cluster energy anyone found.
-    stacked = np.vstack(list(lowest.values()))
-    reference = np.nanmin(stacked, axis=0)
-    pure = np.isin(counts, [0, total])
-    excess = {}
-    for label, values in lowest.items():
-        values = np.where(pure, reference, values)
-        excess[label] = excess_energies(counts, values, total)
-    return counts, excess, (first, second, total)
+    return (
+        counts,
+        excess_energies_by_method(counts, lowest, total),
+        (
+            first,
+            second,
+            total,
+        ),
+    )
+
+
+def composition_count(name: str) -> int:
+    """m of a composition-scan member ``A(N-m)B(m)`` (``Pd26Pt12`` -> 12)."""
+    return int(re.fullmatch(r"\D+\d+\D+(\d+)", name).group(1))
+
+
+def excess_energies_by_method(
+    counts: np.ndarray, lowest: dict[str, np.ndarray], n_atoms: int
+) -> dict[str, np.ndarray]:
+    """`excess_energies` of each method's lowest minima ``{label: [k]}``, with one
+    reference for every method: the lowest pure-cluster energy any method found."""
+    reference = np.nanmin(np.vstack(list(lowest.values())), axis=0)
+    pure = np.isin(counts, [0, n_atoms])
+    return {
+        label: excess_energies(counts, np.where(pure, reference, values), n_atoms)
+        for label, values in lowest.items()
+    }
 
 
 def write_outputs(run: BenchmarkRun, out: Path, *, figures: bool = True) -> dict:

@@ -23,14 +23,8 @@ import json
 import sys
 from pathlib import Path
 
-METHOD_ORDER = (
-    "learned",
-    "adam",
-    "fire",
-    "basin_hopping",
-    "ase_fire",
-    "ase_basin_hopping",
-)
+from ase_learn2hop.benchmark import METHODS
+
 PAPER_KEYS = {"adam": "adam", "fire": "fire", "basin_hopping": "basin_hopping"}
 
 
@@ -68,7 +62,7 @@ def merged_systems(paths: list[Path]) -> dict[str, dict]:
 
 
 def _ordered_rows(slot: dict) -> list[tuple[str, int]]:
-    return sorted(slot["methods"], key=lambda row: (METHOD_ORDER.index(row[0]), row[1]))
+    return sorted(slot["methods"], key=lambda row: (METHODS.index(row[0]), row[1]))
 
 
 def markdown_table(merged: dict[str, dict]) -> str:
@@ -202,7 +196,7 @@ def _composition_figures(merged: dict[str, dict], out: Path) -> list[Path]:
     import numpy as np
 
     from ase_learn2hop import plots
-    from ase_learn2hop.benchmark import excess_energies
+    from ase_learn2hop.benchmark import composition_count, excess_energies_by_method
 
     written = []
     groups = sorted({slot["info"]["group"] for slot in merged.values()} - {""})
@@ -213,9 +207,7 @@ def _composition_figures(merged: dict[str, dict], out: Path) -> list[Path]:
         first, second, total = match.groups()
         total = int(total)
         members = [(n, s) for n, s in merged.items() if s["info"]["group"] == group]
-        counts = np.array(
-            [int(re.fullmatch(r"\D+\d+\D+(\d+)", name).group(1)) for name, _ in members]
-        )
+        counts = np.array([composition_count(name) for name, _ in members])
         if not {0, total} <= set(counts.tolist()):
             continue
         lowest: dict[str, np.ndarray] = {}
@@ -225,12 +217,7 @@ def _composition_figures(merged: dict[str, dict], out: Path) -> list[Path]:
                 label = f"{entry['label']} ({steps} steps)"
                 values = lowest.setdefault(label, np.full(len(members), np.nan))
                 values[index] = entry["best"]["summary"]["min"]
-        reference = np.nanmin(np.vstack(list(lowest.values())), axis=0)
-        pure = np.isin(counts, [0, total])
-        excess = {
-            label: excess_energies(counts, np.where(pure, reference, values), total)
-            for label, values in lowest.items()
-        }
+        excess = excess_energies_by_method(counts, lowest, total)
         order = np.argsort(counts)
         path = out / f"figure7_{group}_hull.png"
         plots.composition_hull_figure(
