@@ -1,0 +1,172 @@
+"""Geometry of a structure: free space or a periodic cell, through `jax_md.space`.
+
+A `Geometry` is the one place that knows about boundary conditions. Potentials,
+features, descent, the drivers and the minima record all ask it for pair
+displacements (minimum image when periodic) and for how to move atoms (wrapped
+back into the cell when periodic); nothing else writes a minimum image or a
+``mod``.
+
+It is a frozen, hashable value registered as a *static* pytree: it rides inside
+`systems.StructureContext` through ``jit`` and ``vmap`` without being traced, and
+two geometries with the same cell compare equal, so jitted code compiles once
+per cell, not once per object.
+
+Three kinds, each backed by `jax_md.space`:
+
+- free space (``cell=None``): `jax_md.space.free`;
+- a periodic cube (``periodic_cube(L)``): `jax_md.space.periodic`;
+- any periodic parallelepiped (``periodic_cell(cell)``, rows are the cell
+  vectors as in ASE): `jax_md.space.periodic_general` in real (not fractional)
+  coordinates.
+
+Positions are in the potential's length unit (Å, or reduced units for
+Lennard-Jones). The minimum-image convention is exact only for interactions
+shorter than half the smallest cell height.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax_md import space
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Boundary conditions of a structure.
+
+    Attributes:
+        cell: ``None`` for free space, else the ``3 x 3`` cell as a tuple of row
+            vectors (length units), every direction periodic.
+    """
+
+    cell: tuple[tuple[float, float, float], ...] | None = None
+
+    @property
+    def periodic(self) -> bool:
+        """True for a periodic cell, False for free space."""
+        return self.cell is not None
+
+    @property
+    def is_cube(self) -> bool:
+        """True for a periodic cube (cell = L times the identity)."""
+        if self.cell is None:
+            return False
+        matrix = np.asarray(self.cell)
+        return bool(
+            np.allclose(matrix, np.diag(np.diag(matrix)))
+            and np.allclose(np.diag(matrix), matrix[0, 0])
+        )
+
+    @property
+    def cell_matrix(self) -> np.ndarray | None:
+        """``[3, 3]`` cell, rows are cell vectors, or ``None`` in free space."""
+        return None if self.cell is None else np.asarray(self.cell, dtype=float)
+
+    @property
+    def box_length(self) -> float | None:
+        """Edge of a periodic cube, ``None`` for free space.
+
+        Raises:
+            ValueError: the cell is periodic but not a cube.
+        """
+        if self.cell is None:
+            return None
+        if not self.is_cube:
+            raise ValueError("this periodic cell is not a cube")
+        return float(self.cell[0][0])
+
+    @property
+    def centre(self) -> np.ndarray | None:
+        """Centre of the periodic cell (length units), ``None`` in free space."""
+        if self.cell is None:
+            return None
+        return 0.5 * np.asarray(self.cell, dtype=float).sum(axis=0)
+
+    @property
+    def space(self):
+        """The `jax_md.space` pair ``(displacement_fn, shift_fn)``."""
+        return _jax_md_space(self)
+
+    @property
+    def displacement_fn(self):
+        """``displacement_fn(Ra [3], Rb [3]) -> [3]``, minimum image when periodic."""
+        return self.space[0]
+
+    def pair_displacements(self, positions: jax.Array) -> jax.Array:
+        """All pair displacements ``d_ij = x_i - x_j`` (minimum image).
+
+        Args:
+            positions: ``[n_atoms, 3]`` array.
+
+        Returns:
+            ``[n_atoms, n_atoms, 3]`` array, zero on the diagonal.
+        """
+        # [i, j] = displacement(x_i, x_j) (jax-md's map_product is transposed).
+        rows = jax.vmap(self.displacement_fn, (None, 0))
+        return jax.vmap(rows, (0, None))(positions, positions)
+
+    def wrap(self, positions: jax.Array) -> jax.Array:
+        """Positions moved back into the cell (identity in free space).
+
+        Args:
+            positions: ``[..., 3]`` array.
+        """
+        if self.cell is None:
+            return positions
+        if self.is_cube:
+            side = self.cell[0][0]
+            wrapped = jnp.mod(positions, side)
+            # A coordinate a hair below zero rounds to exactly ``side`` after mod.
+            return jnp.where(wrapped >= side, wrapped - side, wrapped)
+        matrix = jnp.asarray(self.cell, dtype=positions.dtype)
+        fractional = positions @ jnp.linalg.inv(matrix)
+        fractional = jnp.mod(fractional, 1.0)
+        fractional = jnp.where(fractional >= 1.0, fractional - 1.0, fractional)
+        return fractional @ matrix
+
+    def move(self, positions: jax.Array, displacement: jax.Array) -> jax.Array:
+        """``positions + displacement``, wrapped into the cell when periodic."""
+        return self.wrap(positions + displacement)
+
+
+#: Free space: clusters.
+FREE = Geometry()
+
+
+def periodic_cube(box_length: float) -> Geometry:
+    """A periodic cube of edge ``box_length`` (length units)."""
+    box_length = float(box_length)
+    if not box_length > 0.0:
+        raise ValueError(f"box_length must be positive, got {box_length}")
+    return Geometry(
+        ((box_length, 0.0, 0.0), (0.0, box_length, 0.0), (0.0, 0.0, box_length))
+    )
+
+
+def periodic_cell(cell) -> Geometry:
+    """A periodic parallelepiped; ``cell`` is ``[3, 3]``, rows are cell vectors."""
+    matrix = np.asarray(cell, dtype=float)
+    if matrix.shape != (3, 3):
+        raise ValueError(f"cell must be 3 x 3, got shape {matrix.shape}")
+    if not abs(np.linalg.det(matrix)) > 1e-12:
+        raise ValueError("cell vectors are degenerate (zero volume)")
+    return Geometry(tuple(tuple(float(x) for x in row) for row in matrix))
+
+
+@functools.lru_cache(maxsize=256)
+def _jax_md_space(geometry: Geometry):
+    # One (displacement_fn, shift_fn) per geometry value: functions that close
+    # over the same cell are the same objects, so jit caches keyed on them hit.
+    if geometry.cell is None:
+        return space.free()
+    if geometry.is_cube:
+        return space.periodic(geometry.cell[0][0])
+    # jax-md's general cell is column vectors; ASE's rows are the cell vectors.
+    box = jnp.asarray(np.asarray(geometry.cell, dtype=float).T)
+    return space.periodic_general(box, fractional_coordinates=False)
