@@ -4,10 +4,10 @@ Implements "Learn2Hop: Learned Optimization on Rough Landscapes" (Merchant, Metz
 Schoenholz, Cubuk, ICML 2021).
 """
 
-import jax
-
-# Users compare energies with their own codes to 1e-6: compute in float64.
-jax.config.update("jax_enable_x64", True)
+# Importing the package changes no JAX setting: the calculators and the optimizer
+# compute in float64 inside `ase_learn2hop.precision.float64()` (users compare
+# energies with their own codes to 1e-6), and only our own entry points (the
+# ``learn2hop`` command, training, examples, benchmarks) switch the global flag.
 
 __version__ = "0.1.0"
 

@@ -8,7 +8,7 @@ The new minimum replaces the current one if it is lower (greedy, the paper's rul
 ``temperature=0``) or with the Metropolis probability min(1, exp(-dE / T)) at
 ``temperature`` T > 0. The lowest structure seen is kept.
 
-Step accounting, the same as ``descent.run_optimizer``: every energy-and-gradient
+Step accounting, the same as the batched driver (`driver`): every energy-and-gradient
 evaluation is charged, and the whole search charges exactly ``budget``
 evaluations per start. One descent costs ``descent_steps + 1`` evaluations: one at
 its start (the start structure, or the freshly perturbed minimum) and one after
@@ -22,22 +22,24 @@ threshold, this search draws Gaussian displacements from an explicit JAX key and
 quenches with a fixed number of Adam steps (the paper's protocol).
 
 Implementation: basin hopping is itself an ``Optimizer(init_fn, step_fn)`` whose
-step is one evaluation; a step either takes an Adam step or, once the descent has
-taken ``descent_steps`` steps, judges the descent's end point and starts the next
-descent from a perturbed minimum. So the search is one ``lax.scan`` over
-evaluations (batched with ``vmap``), driven by ``descent.run_optimizer``, and the
-truncated last descent needs no special case.
+step is one evaluation; a step either takes an Adam step (``optax.adam``) or, once
+the descent has taken ``descent_steps`` steps, judges the descent's end point and
+starts the next descent from a perturbed minimum. So the search runs on the one
+batched driver like every other method, and the truncated last descent needs no
+special case.
 """
 
 import functools
 import math
-from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from ase_learn2hop.descent import Optimizer, adam_update, run_optimizer
+from ase_learn2hop import driver
+from ase_learn2hop.descent import EnergyFn, Optimizer
+from ase_learn2hop.geometry import FREE, Geometry
 
 # Paper appendix C.2: the perturbation sizes searched (length units).
 BASIN_HOPPING_STEP_SIZES = (0.2, 0.4, 0.6, 0.8)
@@ -53,8 +55,7 @@ class BasinHoppingState(NamedTuple):
         positions: [n_atoms, 3] array, the current point of the current descent.
         energy: scalar, energy at ``positions``.
         gradient: [n_atoms, 3] array, dE/dx at ``positions``.
-        first_moment: [n_atoms, 3] array, Adam's first moment for this descent.
-        second_moment: [n_atoms, 3] array, Adam's second moment for this descent.
+        adam: optax's Adam state of this descent.
         descent_step: int scalar, Adam steps taken in the current descent.
         minimum_positions: [n_atoms, 3] array, the current (accepted) minimum.
         minimum_energy: scalar, its energy; +inf until the first descent ends.
@@ -66,8 +67,7 @@ class BasinHoppingState(NamedTuple):
     positions: jax.Array
     energy: jax.Array
     gradient: jax.Array
-    first_moment: jax.Array
-    second_moment: jax.Array
+    adam: Any
     descent_step: jax.Array
     minimum_positions: jax.Array
     minimum_energy: jax.Array
@@ -86,12 +86,15 @@ class BasinHoppingResult(NamedTuple):
             evaluated anywhere in the search.
         best_energy: [batch] array, its energy.
         energy_evaluations: int, evaluations charged per start; equals the budget.
-        energy_trajectory: [batch, (budget - 1) // record_every] array, energy of
-            the current point every ``record_every`` steps; None unless asked.
+        energy_trajectory: [batch, n_records] array, energy of the current point
+            every ``record_every`` steps and after the last one (steps in
+            ``run.record_steps``); None unless asked.
         n_hops: int, local descents run, the first included (the last may be
             truncated).
         accepted: [batch] int array, descents after the first whose end point was
             accepted.
+        run: the driver's `driver.DriverResult` (force calls at the first hit
+            of the target, energy records).
     """
 
     positions: jax.Array
@@ -102,6 +105,7 @@ class BasinHoppingResult(NamedTuple):
     energy_trajectory: jax.Array | None
     n_hops: int
     accepted: jax.Array
+    run: Any = None
 
 
 def _accepts(new_energy, current_energy, key, temperature):
@@ -117,41 +121,43 @@ def _accepts(new_energy, current_energy, key, temperature):
     return (energy_change < 0.0) | (uniform < jnp.exp(-energy_change / temperature))
 
 
+@functools.lru_cache(maxsize=256)
 def basin_hopping_descent(
-    energy_fn: Callable[[jax.Array], jax.Array],
+    energy_fn: EnergyFn,
     step_size: float,
     descent_steps: int = BASIN_HOPPING_DESCENT_STEPS,
     learning_rate: float = BASIN_HOPPING_LEARNING_RATE,
     temperature: float = 0.0,
+    geometry: Geometry = FREE,
 ) -> Optimizer:
     """Basin hopping (paper appendix C.2) as a pure optimizer, one evaluation a step.
 
     Args:
-        energy_fn: maps positions, [n_atoms, 3] array, to the scalar energy.
+        energy_fn: ``energy_fn(positions [n_atoms, 3], parameters) -> scalar``.
         step_size: standard deviation of the Gaussian displacement of every
             coordinate between descents (length units).
         descent_steps: Adam steps per local descent.
         learning_rate: Adam learning rate of the local descents.
         temperature: Metropolis temperature (energy units); 0 for greedy
             acceptance.
+        geometry: boundary conditions.
 
     Returns:
-        ``Optimizer(init_fn, step_fn)`` over ``BasinHoppingState``, with
-        ``init_fn(positions, key)``. Run it with ``descent.run_optimizer``
-        (``init_args=(keys,)``) and close with ``accept_last_descent``; or call
+        ``Optimizer(init_fn, step_fn)`` over ``BasinHoppingState``; run it on the
+        driver (a key per start) and close with ``accept_last_descent``; or call
         ``basin_hopping``, which does both.
     """
     energy_and_gradient_fn = jax.value_and_grad(energy_fn)
 
-    def init_fn(positions, key):
-        energy, gradient = energy_and_gradient_fn(positions)
-        zeros = jnp.zeros_like(positions)
+    adam = optax.adam(learning_rate)
+
+    def init_fn(positions, parameters, shared=None, key=None):
+        energy, gradient = energy_and_gradient_fn(positions, parameters)
         return BasinHoppingState(
             positions=positions,
             energy=energy,
             gradient=gradient,
-            first_moment=zeros,
-            second_moment=zeros,
+            adam=adam.init(positions),
             descent_step=jnp.array(0),
             minimum_positions=positions,
             minimum_energy=jnp.asarray(jnp.inf, dtype=energy.dtype),
@@ -159,7 +165,7 @@ def basin_hopping_descent(
             accepted=jnp.array(0),
         )
 
-    def step_fn(state):
+    def step_fn(state, parameters, shared=None):
         key, perturbation_key, acceptance_key = jax.random.split(state.key, 3)
         descent_done = state.descent_step >= descent_steps
 
@@ -175,23 +181,22 @@ def basin_hopping_descent(
             perturbation_key, state.positions.shape, state.positions.dtype
         )
 
-        displacement, first_moment, second_moment = adam_update(
-            state.gradient,
-            state.first_moment,
-            state.second_moment,
-            state.descent_step,
-            learning_rate,
+        displacement, adam_state = adam.update(state.gradient, state.adam)
+        positions = geometry.wrap(
+            jnp.where(descent_done, perturbed_positions, state.positions + displacement)
         )
-        positions = jnp.where(
-            descent_done, perturbed_positions, state.positions + displacement
+        energy, gradient = energy_and_gradient_fn(positions, parameters)
+        # A new descent starts with fresh Adam moments.
+        adam_state = jax.tree_util.tree_map(
+            lambda fresh, old: jnp.where(descent_done, fresh, old),
+            adam.init(positions),
+            adam_state,
         )
-        energy, gradient = energy_and_gradient_fn(positions)
         return BasinHoppingState(
             positions=positions,
             energy=energy,
             gradient=gradient,
-            first_moment=jnp.where(descent_done, 0.0, first_moment),
-            second_moment=jnp.where(descent_done, 0.0, second_moment),
+            adam=adam_state,
             descent_step=jnp.where(descent_done, 0, state.descent_step + 1),
             minimum_positions=minimum_positions,
             minimum_energy=minimum_energy,
@@ -235,32 +240,31 @@ def accept_last_descent(
     return jax.vmap(accept_one)(state)
 
 
-# One optimizer per configuration, so that repeated searches reuse the compiled run.
-_cached_basin_hopping_descent = functools.lru_cache(maxsize=64)(basin_hopping_descent)
-
-
 def basin_hopping(
-    energy_fn: Callable[[jax.Array], jax.Array],
+    energy_fn: EnergyFn,
     positions_batch: jax.Array,
     budget: int,
     key: jax.Array,
+    parameters: Any = None,
     *,
     step_size: float = 0.4,
     descent_steps: int = BASIN_HOPPING_DESCENT_STEPS,
     learning_rate: float = BASIN_HOPPING_LEARNING_RATE,
     temperature: float = 0.0,
-    box_length: float | None = None,
+    geometry: Geometry = FREE,
     record_every: int | None = None,
+    target_energy: float = -math.inf,
+    progress: Any = None,
 ) -> BasinHoppingResult:
     """Step-matched basin hopping from every start of a batch (paper appendix C.2).
 
     Args:
-        energy_fn: maps positions, [n_atoms, 3] array, to the scalar energy. Must be
-            hashable so the compiled search is reused.
+        energy_fn: ``energy_fn(positions [n_atoms, 3], parameters) -> scalar``.
         positions_batch: [batch, n_atoms, 3] array, starting positions (length
             units of the potential).
         budget: energy-and-gradient evaluations per start, charged exactly.
         key: JAX random key; split into one key per start.
+        parameters: the potential's parameters, batched on axis 0 of every leaf.
         step_size: standard deviation of the Gaussian perturbation of every
             coordinate (length units); the paper's grid is
             ``BASIN_HOPPING_STEP_SIZES``.
@@ -268,17 +272,18 @@ def basin_hopping(
         learning_rate: Adam learning rate of the descents (the paper's 1e-2).
         temperature: Metropolis temperature (energy units); 0 (default) for the
             paper's greedy acceptance.
-        box_length: side of the cubic periodic cell, positions wrapped into
-            [0, box_length) after every step; None for free clusters.
+        geometry: boundary conditions (positions wrapped into a periodic cell).
         record_every: if given, also return the current energy every
             ``record_every`` steps.
+        target_energy: energy counted as reaching the global minimum.
+        progress: called with the steps of each finished chunk (see `driver`).
 
     Returns:
         ``BasinHoppingResult`` with ``energy_evaluations == budget``.
 
     Example:
         >>> result = basin_hopping(energy_fn, starts, 50000, jax.random.key(0))
-        >>> polished = polish(energy_fn, result.best_positions)
+        >>> result.best_energy.min()
     """
     if int(budget) != budget or budget < 1:
         raise ValueError(f"budget must be a positive integer, got {budget}")
@@ -297,31 +302,33 @@ def basin_hopping(
             f"{positions_batch.shape}"
         )
     temperature = float(temperature)
-    init_fn, step_fn = _cached_basin_hopping_descent(
+    optimizer = basin_hopping_descent(
         energy_fn,
         float(step_size),
         int(descent_steps),
         float(learning_rate),
         temperature,
+        geometry,
     )
-    keys = jax.random.split(key, positions_batch.shape[0])
-    run = run_optimizer(
-        init_fn,
-        step_fn,
+    run = driver.run_batched(
+        optimizer,
         positions_batch,
         int(budget) - 1,
-        box_length=box_length,
+        parameters,
+        key=key,
         record_every=record_every,
-        init_args=(keys,),
+        target_energy=target_energy,
+        progress=progress,
     )
-    state = accept_last_descent(run.final_state, temperature)
+    state = accept_last_descent(run.carry.state, temperature)
     return BasinHoppingResult(
         positions=state.minimum_positions,
         energy=state.minimum_energy,
-        best_positions=run.best_positions,
-        best_energy=run.best_energy,
-        energy_evaluations=run.energy_evaluations,
-        energy_trajectory=run.energy_trajectory,
+        best_positions=run.carry.best_positions,
+        best_energy=run.carry.best_energy,
+        energy_evaluations=int(budget),
+        energy_trajectory=jnp.asarray(run.energy_records) if record_every else None,
         n_hops=math.ceil(int(budget) / (int(descent_steps) + 1)),
         accepted=state.accepted,
+        run=run,
     )

@@ -2,8 +2,11 @@
 
 ``atoms.calc = LennardJones()`` (or ``Gupta(system="AgAu")``,
 ``StillingerWeber()``) gives energies and forces from `ase_learn2hop.potentials`,
-with forces from ``jax.grad``. The jitted energy-and-forces function is built once
-per chemical system and cell, not per position change, and is public
+with forces from ``jax.grad``. Each calculator builds the `geometry.Geometry` of
+the atoms from ``atoms.cell`` and ``atoms.pbc`` (`geometry_from_atoms`) and takes
+its energy function from the factories of `potentials`. The jitted
+energy-and-forces function is built once per chemical system and cell, not per
+position change, and is public
 (`JaxCalculator.energy_and_forces_fn`) so that batched JAX code can reuse it.
 
 Every misuse raises a `CalculatorInputError` (a ``ValueError``) whose message names
@@ -23,6 +26,8 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from ase_learn2hop import potentials
+from ase_learn2hop.geometry import FREE, Geometry, periodic_cell, periodic_cube
+from ase_learn2hop.precision import in_float64
 
 #: Atoms closer than this (in units of the potential's length scale) coincide.
 COINCIDENCE_TOLERANCE = 1e-6
@@ -56,33 +61,75 @@ class NonFiniteResultError(CalculatorInputError):
     """The computed energy or forces are NaN or inf."""
 
 
+def geometry_from_atoms(atoms) -> Geometry:
+    """The `geometry.Geometry` of ``atoms``.
+
+    No periodic direction: `geometry.FREE`. Periodic in all three directions: a
+    periodic cube (`geometry.periodic_cube`) when the cell is cubic, else the
+    general cell (`geometry.periodic_cell`). Partial periodicity is not a
+    geometry of this package: `geometry.FREE` is returned (the potentials'
+    calculators reject such atoms in their `JaxCalculator.check_atoms` first).
+
+    Raises:
+        UnsupportedCellError: a fully periodic cell with degenerate vectors.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if not pbc.all():
+        return FREE
+    cell = np.asarray(atoms.cell, dtype=float)
+    edge = cell[0, 0]
+    if edge > 0.0 and np.allclose(
+        cell, edge * np.eye(3), rtol=0.0, atol=1e-8 * abs(edge)
+    ):
+        return periodic_cube(edge)
+    try:
+        return periodic_cell(cell)
+    except ValueError as error:
+        raise UnsupportedCellError(
+            f"atoms.pbc is {pbc.tolist()} but the cell is unusable: {error}"
+        ) from error
+
+
+def _bind(energy_fn, parameters) -> Callable[[jax.Array], jax.Array]:
+    """``positions -> energy_fn(positions, parameters)``."""
+
+    def bound(positions: jax.Array) -> jax.Array:
+        return energy_fn(positions, parameters)
+
+    return bound
+
+
 class JaxCalculator(Calculator):
     """ASE calculator for any JAX energy function of the positions.
 
-    Subclasses choose the energy function per chemical system and cell
-    (`make_energy_fn`) and validate the atoms (`check_atoms`); this class jits
+    Subclasses choose the energy function per chemical system and geometry
+    (`make_energy_fn`) and validate the atoms (`check_atoms`); this class builds
+    the geometry of the atoms (`geometry_from_atoms`), and jits
     ``positions -> (energy, -grad energy)`` once per (atomic numbers, cell, pbc)
     and caches it.
 
     Args:
         energy_fn: ``energy_fn(positions [n_atoms, 3]) -> scalar`` in eV (or reduced
-            units); used by this base class as is. Subclasses pass ``None``.
+            units); used by this base class as is (the geometry then only serves
+            the coincident-atoms check). Subclasses pass ``None``.
         potential_name: short name of the potential, e.g. ``"lj"``.
         length_scale: the potential's length scale (Å, or reduced units).
-        box_length: periodic cube edge, or ``None`` for free clusters.
         **kwargs: passed to `ase.calculators.calculator.Calculator`.
 
     Attributes:
         potential_name: ``"lj"``, ``"gupta"``, ``"sw"`` (or the name given).
         length_scale: length scale of the potential (SPEC 4, radial features).
-        box_length: periodic box edge (Å) of the last atoms seen, ``None`` for
-            free clusters.
+        geometry: `geometry.Geometry` of the last atoms seen (`geometry.FREE`
+            before any).
+        box_length: periodic cube edge (Å) of the last atoms seen, ``None`` for
+            free clusters and non-cubic cells.
 
     Example:
         >>> from ase import Atoms
         >>> from ase_learn2hop import potentials
         >>> atoms = Atoms("X2", positions=[[0, 0, 0], [0, 0, 1.0]])
-        >>> atoms.calc = JaxCalculator(potentials.lennard_jones_energy)
+        >>> energy_fn = potentials.lennard_jones()
+        >>> atoms.calc = JaxCalculator(lambda positions: energy_fn(positions, None))
         >>> round(atoms.get_potential_energy(), 6)
         -1.0
     """
@@ -95,14 +142,13 @@ class JaxCalculator(Calculator):
         *,
         potential_name: str = "custom",
         length_scale: float = 1.0,
-        box_length: float | None = None,
         **kwargs,
     ):
         Calculator.__init__(self, **kwargs)
         self._energy_fn = energy_fn
         self.potential_name = potential_name
         self.length_scale = length_scale
-        self.box_length = box_length
+        self.geometry = FREE
         self._cache_key = None
         self._energy_and_forces = None
         self._checked_energy_and_forces = None
@@ -113,10 +159,16 @@ class JaxCalculator(Calculator):
         """Raises a `CalculatorInputError` if the potential cannot handle ``atoms``."""
 
     def make_energy_fn(self, atoms) -> Callable[[jax.Array], jax.Array]:
-        """``energy_fn(positions [n_atoms, 3]) -> scalar`` for this system and cell."""
+        """``energy_fn(positions [n_atoms, 3]) -> scalar`` for this system and
+        ``self.geometry`` (already set from ``atoms``)."""
         if self._energy_fn is None:
             raise NotImplementedError("JaxCalculator needs an energy_fn")
         return self._energy_fn
+
+    @property
+    def box_length(self) -> float | None:
+        """Edge of the periodic cube of the last atoms seen, else ``None``."""
+        return self.geometry.box_length if self.geometry.is_cube else None
 
     # Public API ----------------------------------------------------------------
 
@@ -140,6 +192,8 @@ class JaxCalculator(Calculator):
 
     # ASE -----------------------------------------------------------------------
 
+    # float64 inside (energies to 1e-6), without the caller's global JAX config.
+    @in_float64
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)
         atoms = self.atoms
@@ -185,9 +239,9 @@ class JaxCalculator(Calculator):
         if cache_key == self._cache_key:
             return
         self.check_atoms(atoms)
+        self.geometry = geometry = geometry_from_atoms(atoms)
         energy_fn = self.make_energy_fn(atoms)
         value_and_grad = jax.value_and_grad(energy_fn)
-        box_length = self.box_length
 
         def energy_and_forces(positions):
             energy, gradient = value_and_grad(positions)
@@ -197,7 +251,7 @@ class JaxCalculator(Calculator):
             # One fused call also returns the closest pair, so that coincident
             # atoms (where Gupta stays finite) are reported by name.
             energy, forces = energy_and_forces(positions)
-            distances = potentials.safe_pairwise_distances(positions, box_length)
+            distances = potentials.safe_pairwise_distances(positions, geometry)
             n_atoms = positions.shape[0]
             distances = jnp.where(jnp.eye(n_atoms, dtype=bool), jnp.inf, distances)
             flat_index = jnp.argmin(distances)
@@ -230,7 +284,6 @@ class LennardJones(JaxCalculator):
         super().__init__(
             potential_name="lj",
             length_scale=potentials.LENNARD_JONES_LENGTH_SCALE,
-            box_length=None,
             **kwargs,
         )
 
@@ -238,7 +291,7 @@ class LennardJones(JaxCalculator):
         _require_free_cluster(self, atoms)
 
     def make_energy_fn(self, atoms):
-        return potentials.lennard_jones_energy_fn()
+        return _bind(potentials.lennard_jones(self.geometry), None)
 
 
 class Gupta(JaxCalculator):
@@ -268,7 +321,6 @@ class Gupta(JaxCalculator):
             potential_name="gupta",
             # Mean pair r0: one length for mixed sets (as systems.gupta_length_scale).
             length_scale=float(np.mean(np.asarray(self.parameter_set.parameters.r0))),
-            box_length=None,
             system=system,
             **kwargs,
         )
@@ -294,25 +346,26 @@ class Gupta(JaxCalculator):
         self.species_indices(atoms)
 
     def make_energy_fn(self, atoms):
-        return potentials.gupta_energy_fn(
+        parameters = potentials.gupta_input(
             self.parameter_set, self.species_indices(atoms)
         )
+        return _bind(potentials.gupta(self.geometry), parameters)
 
 
 class StillingerWeber(JaxCalculator):
-    """Stillinger-Weber silicon in a periodic cubic cell, Å and eV (SPEC 2).
+    """Stillinger-Weber silicon in a periodic cell, Å and eV (SPEC 2).
 
-    The cell must be periodic in all three directions, cubic, and at least twice
-    the 3.77118 Å cutoff on each edge (minimum image). The default benchmark is
-    Si64 in a 10.862 Å cube (`potentials.SILICON_BOX_LENGTH`), whose diamond
-    structure has -277.537 eV.
+    The cell must be periodic in all three directions, and every cell height
+    (distance between opposite faces) at least twice the 3.77118 Å cutoff
+    (minimum image). Cubic cells and general (e.g. sheared) cells both work. The
+    default benchmark is Si64 in a 10.862 Å cube (`potentials.SILICON_BOX_LENGTH`),
+    whose diamond structure has -277.537 eV.
     """
 
     def __init__(self, **kwargs):
         super().__init__(
             potential_name="sw",
             length_scale=potentials.STILLINGER_WEBER_LENGTH_SCALE,
-            box_length=None,
             **kwargs,
         )
 
@@ -323,20 +376,24 @@ class StillingerWeber(JaxCalculator):
                 f"{name} needs a periodic cell in all three directions, but "
                 f"atoms.pbc is {atoms.pbc.tolist()}"
             )
-        cell = np.asarray(atoms.cell)
-        edge = cell[0, 0]
-        if not np.allclose(cell, edge * np.eye(3), rtol=0.0, atol=1e-8 * abs(edge)):
-            raise UnsupportedCellError(
-                f"{name} needs a cubic cell (equal orthogonal edges), got cell "
-                f"lengths {np.round(atoms.cell.lengths(), 6).tolist()} and angles "
-                f"{np.round(atoms.cell.angles(), 4).tolist()}"
-            )
+        geometry = geometry_from_atoms(atoms)
         minimum_edge = 2.0 * potentials.STILLINGER_WEBER_CUTOFF
-        if edge < minimum_edge:
-            raise UnsupportedCellError(
-                f"{name}: cell edge {edge:.5f} Å is smaller than twice the cutoff "
-                f"({minimum_edge:.5f} Å), so the minimum-image convention fails"
-            )
+        if geometry.is_cube:
+            edge = geometry.box_length
+            if edge < minimum_edge:
+                raise UnsupportedCellError(
+                    f"{name}: cell edge {edge:.5f} Å is smaller than twice the "
+                    f"cutoff ({minimum_edge:.5f} Å), so the minimum-image "
+                    "convention fails"
+                )
+        else:
+            height = potentials.smallest_cell_height(geometry)
+            if height < minimum_edge:
+                raise UnsupportedCellError(
+                    f"{name}: smallest cell height {height:.5f} Å is smaller than "
+                    f"twice the cutoff ({minimum_edge:.5f} Å), so the "
+                    "minimum-image convention fails"
+                )
         unknown = sorted(set(atoms.get_chemical_symbols()) - {"Si"})
         if unknown:
             raise UnsupportedElementError(
@@ -345,5 +402,4 @@ class StillingerWeber(JaxCalculator):
             )
 
     def make_energy_fn(self, atoms):
-        self.box_length = float(atoms.cell[0, 0])
-        return potentials.stillinger_weber_energy_fn(self.box_length)
+        return _bind(potentials.stillinger_weber(self.geometry), None)

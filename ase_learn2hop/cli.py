@@ -45,10 +45,10 @@ def load_structure(structure: str, potential: str | None, seed: int):
         ``(atoms, potential)``.
     """
     import jax
-    from ase import Atoms
     from ase.io import read
 
     from ase_learn2hop import systems
+    from ase_learn2hop.conversion import atoms_from_system
 
     if Path(structure).exists():
         atoms = read(structure)
@@ -62,10 +62,7 @@ def load_structure(structure: str, potential: str | None, seed: int):
     positions = np.asarray(
         systems.starting_structures(jax.random.key(seed), system, 1)[0]
     )
-    box = system.context.box_length
-    cell = None if box is None else [float(box)] * 3
-    atoms = Atoms(system.symbols, positions=positions, cell=cell, pbc=box is not None)
-    return atoms, potential or _infer_potential(system)
+    return atoms_from_system(system, positions), potential or _infer_potential(system)
 
 
 def optimize_command(args: argparse.Namespace) -> int:
@@ -157,13 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     from ase_learn2hop.training.run import register_commands as register_training
 
     register_training(commands)
-    from ase_learn2hop.benchmark import register_commands as register_benchmark
+    from ase_learn2hop.benchmark.command import register_commands as register_benchmark
 
     register_benchmark(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    import jax
+
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

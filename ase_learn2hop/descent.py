@@ -1,4 +1,4 @@
-"""Classical local optimizers as batched pure-JAX functions: the paper's baselines.
+"""Classical local optimizers as pure-JAX functions: the paper's baselines.
 
 The paper compares its learned optimizer with gradient descent, Adam and FIRE, each
 at learning rates {0.01, 0.005, 0.001} (appendix C.1, ``BASELINE_LEARNING_RATES``),
@@ -6,13 +6,16 @@ and polishes every final structure with 1000 steps of gradient descent at learni
 rate 0.001 (section 3.3, ``polish``).
 
 Every optimizer here is an ``Optimizer(init_fn, step_fn)`` pair over an immutable
-NamedTuple state, in the shape of jax-md's minimizers: ``init_fn(positions)``
-evaluates the energy and gradient at the start structure, and each
-``step_fn(state)`` moves the atoms with the cached gradient and evaluates the energy
-and gradient at the new positions. The state therefore always carries ``positions``,
-``energy`` and ``gradient`` that belong together. ``run_optimizer`` drives any such
-pair over a batch of starts (``vmap`` over starts, ``lax.scan`` over steps) and
-keeps the lowest energy seen.
+NamedTuple state, in the shape of jax-md's minimizers, with the calling convention
+of `ase_learn2hop.driver` (which runs any such pair over a batch of starts):
+``init_fn(positions, parameters, shared, key)`` evaluates the energy and gradient
+at the start structure, and each ``step_fn(state, parameters, shared)`` moves the
+atoms with the cached gradient (wrapped into the cell by the `Geometry`) and
+evaluates the energy and gradient at the new positions. ``parameters`` are the
+potential's parameters (``energy_fn(positions, parameters)``); ``shared`` and
+``key`` are unused here. The state therefore always carries ``positions``,
+``energy`` and ``gradient`` that belong together. Factories are cached, so equal
+arguments give the same pair and the driver compiles once.
 
 Step accounting: one energy-and-gradient evaluation per step, plus one at the start
 structure, so a run of ``steps`` steps charges ``steps + 1`` evaluations. This is
@@ -63,6 +66,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from ase_learn2hop.geometry import FREE, Geometry
 
 # Paper appendix C.1: the grid searched for every baseline optimizer.
 BASELINE_LEARNING_RATES = (0.01, 0.005, 0.001)
@@ -71,13 +77,17 @@ BASELINE_LEARNING_RATES = (0.01, 0.005, 0.001)
 POLISH_STEPS = 1000
 POLISH_LEARNING_RATE = 1e-3
 
+#: ``energy_fn(positions [n_atoms, 3], parameters) -> scalar``.
+EnergyFn = Callable[[jax.Array, Any], jax.Array]
+
 
 class Optimizer(NamedTuple):
-    """A pure optimizer: ``init_fn(positions, *init_args) -> state``,
-    ``step_fn(state) -> state``. Unpacks as the pair ``init_fn, step_fn``."""
+    """A pure optimizer: ``init_fn(positions, parameters, shared, key) -> state``,
+    ``step_fn(state, parameters, shared) -> state``, one energy-and-gradient
+    evaluation each. Unpacks as the pair ``init_fn, step_fn``."""
 
     init_fn: Callable[..., Any]
-    step_fn: Callable[[Any], Any]
+    step_fn: Callable[..., Any]
 
 
 class GradientDescentState(NamedTuple):
@@ -102,17 +112,14 @@ class AdamState(NamedTuple):
         positions: [n_atoms, 3] array, current positions.
         energy: scalar, energy at ``positions``.
         gradient: [n_atoms, 3] array, dE/dx at ``positions``.
-        first_moment: [n_atoms, 3] array, moving average of the gradient.
-        second_moment: [n_atoms, 3] array, moving average of the squared gradient.
-        step: int scalar, number of Adam updates taken (for bias correction).
+        adam: optax's Adam state (step count and moving averages of the gradient
+            and of its square, each [n_atoms, 3]).
     """
 
     positions: jax.Array
     energy: jax.Array
     gradient: jax.Array
-    first_moment: jax.Array
-    second_moment: jax.Array
-    step: jax.Array
+    adam: Any
 
 
 class FireState(NamedTuple):
@@ -141,152 +148,86 @@ class FireState(NamedTuple):
     step: jax.Array
 
 
-class OptimizationResult(NamedTuple):
-    """What ``run_optimizer`` returns for a batch of starts.
-
-    Attributes:
-        positions: [batch, n_atoms, 3] array, final positions.
-        energy: [batch] array, energy at the final positions.
-        best_positions: [batch, n_atoms, 3] array, the lowest-energy structure
-            evaluated along the way (start and final structure included).
-        best_energy: [batch] array, its energy.
-        energy_evaluations: int, energy-and-gradient evaluations charged per start:
-            ``steps + 1`` (the start structure, then one per step).
-        energy_trajectory: [batch, steps // record_every] array, energy after
-            ``record_every``, ``2 * record_every``, ... steps; None unless
-            ``record_every`` was given.
-        final_state: the optimizer state after the last step, batched on axis 0.
-    """
-
-    positions: jax.Array
-    energy: jax.Array
-    best_positions: jax.Array
-    best_energy: jax.Array
-    energy_evaluations: int
-    energy_trajectory: jax.Array | None
-    final_state: Any
-
-
+@functools.lru_cache(maxsize=256)
 def gradient_descent(
-    energy_fn: Callable[[jax.Array], jax.Array], learning_rate: float
+    energy_fn: EnergyFn, learning_rate: float, geometry: Geometry = FREE
 ) -> Optimizer:
     """Plain gradient descent, ``x <- x - learning_rate * dE/dx``.
 
     Args:
-        energy_fn: maps positions, [n_atoms, 3] array, to the scalar energy.
+        energy_fn: ``energy_fn(positions [n_atoms, 3], parameters) -> scalar``.
         learning_rate: step per unit gradient (length^2 / energy).
+        geometry: boundary conditions (positions wrapped into a periodic cell).
 
     Returns:
         ``Optimizer(init_fn, step_fn)`` over ``GradientDescentState``.
 
     Example:
         >>> init_fn, step_fn = gradient_descent(energy_fn, 1e-3)
-        >>> state = step_fn(init_fn(positions))
+        >>> state = step_fn(init_fn(positions, None, None, None), None, None)
     """
     energy_and_gradient_fn = jax.value_and_grad(energy_fn)
 
-    def init_fn(positions):
-        energy, gradient = energy_and_gradient_fn(positions)
+    def init_fn(positions, parameters, shared=None, key=None):
+        energy, gradient = energy_and_gradient_fn(positions, parameters)
         return GradientDescentState(positions, energy, gradient)
 
-    def step_fn(state):
-        positions = state.positions - learning_rate * state.gradient
-        energy, gradient = energy_and_gradient_fn(positions)
+    def step_fn(state, parameters, shared=None):
+        positions = geometry.move(state.positions, -learning_rate * state.gradient)
+        energy, gradient = energy_and_gradient_fn(positions, parameters)
         return GradientDescentState(positions, energy, gradient)
 
     return Optimizer(init_fn, step_fn)
 
 
-def adam_update(
-    gradient: jax.Array,
-    first_moment: jax.Array,
-    second_moment: jax.Array,
-    step: jax.Array,
-    learning_rate: float,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One Adam update (Kingma & Ba 2015, algorithm 1; optax.adam conventions).
-
-    Args:
-        gradient: [n_atoms, 3] array, dE/dx at the current positions.
-        first_moment: [n_atoms, 3] array, moving average of the gradient.
-        second_moment: [n_atoms, 3] array, moving average of the squared gradient.
-        step: int scalar, updates already taken (0 for the first).
-        learning_rate: Adam step size (length units).
-        b1: decay of the first moment.
-        b2: decay of the second moment.
-        eps: added to the root of the bias-corrected second moment.
-
-    Returns:
-        ``(displacement, first_moment, second_moment)``: the [n_atoms, 3]
-        displacement to add to the positions and the updated moments.
-    """
-    first_moment = b1 * first_moment + (1.0 - b1) * gradient
-    second_moment = b2 * second_moment + (1.0 - b2) * gradient**2
-    count = step + 1
-    corrected_first = first_moment / (1.0 - b1**count)
-    corrected_second = second_moment / (1.0 - b2**count)
-    displacement = -learning_rate * corrected_first / (jnp.sqrt(corrected_second) + eps)
-    return displacement, first_moment, second_moment
-
-
+@functools.lru_cache(maxsize=256)
 def adam_descent(
-    energy_fn: Callable[[jax.Array], jax.Array],
+    energy_fn: EnergyFn,
     learning_rate: float,
+    geometry: Geometry = FREE,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
 ) -> Optimizer:
-    """Adam on the atomic coordinates (paper baseline; appendix C.1).
+    """Adam on the atomic coordinates, through ``optax.adam`` (paper baseline;
+    appendix C.1).
 
     Args:
-        energy_fn: maps positions, [n_atoms, 3] array, to the scalar energy.
+        energy_fn: ``energy_fn(positions [n_atoms, 3], parameters) -> scalar``.
         learning_rate: Adam step size (length units; roughly the largest move of a
             coordinate per step).
+        geometry: boundary conditions.
         b1: decay of the first moment.
         b2: decay of the second moment.
         eps: added to the root of the bias-corrected second moment.
 
     Returns:
-        ``Optimizer(init_fn, step_fn)`` over ``AdamState``; the same trajectory as
-        ``optax.adam(learning_rate, b1, b2, eps)`` applied to the positions.
+        ``Optimizer(init_fn, step_fn)`` over ``AdamState``.
 
     Example:
         >>> init_fn, step_fn = adam_descent(energy_fn, 1e-2)
-        >>> result = run_optimizer(init_fn, step_fn, starts, 1000)
     """
     energy_and_gradient_fn = jax.value_and_grad(energy_fn)
+    adam = optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
 
-    def init_fn(positions):
-        energy, gradient = energy_and_gradient_fn(positions)
-        zeros = jnp.zeros_like(positions)
-        return AdamState(positions, energy, gradient, zeros, zeros, jnp.array(0))
+    def init_fn(positions, parameters, shared=None, key=None):
+        energy, gradient = energy_and_gradient_fn(positions, parameters)
+        return AdamState(positions, energy, gradient, adam.init(positions))
 
-    def step_fn(state):
-        displacement, first_moment, second_moment = adam_update(
-            state.gradient,
-            state.first_moment,
-            state.second_moment,
-            state.step,
-            learning_rate,
-            b1,
-            b2,
-            eps,
-        )
-        positions = state.positions + displacement
-        energy, gradient = energy_and_gradient_fn(positions)
-        return AdamState(
-            positions, energy, gradient, first_moment, second_moment, state.step + 1
-        )
+    def step_fn(state, parameters, shared=None):
+        displacement, adam_state = adam.update(state.gradient, state.adam)
+        positions = geometry.move(state.positions, displacement)
+        energy, gradient = energy_and_gradient_fn(positions, parameters)
+        return AdamState(positions, energy, gradient, adam_state)
 
     return Optimizer(init_fn, step_fn)
 
 
+@functools.lru_cache(maxsize=256)
 def fire_descent(
-    energy_fn: Callable[[jax.Array], jax.Array],
+    energy_fn: EnergyFn,
     learning_rate: float = 0.1,
+    geometry: Geometry = FREE,
     max_step: float = 0.2,
     dt_max: float = 1.0,
     n_min: int = 5,
@@ -301,8 +242,9 @@ def fire_descent(
     rules and for how jax-md's FIRE differs). Symbols follow the FIRE paper.
 
     Args:
-        energy_fn: maps positions, [n_atoms, 3] array, to the scalar energy.
+        energy_fn: ``energy_fn(positions [n_atoms, 3], parameters) -> scalar``.
         learning_rate: initial time step dt (ASE's ``dt``).
+        geometry: boundary conditions.
         max_step: largest norm of one step's displacement over the whole system
             (length units; ASE's ``maxstep``).
         dt_max: largest time step (ASE's ``dtmax``).
@@ -315,15 +257,11 @@ def fire_descent(
 
     Returns:
         ``Optimizer(init_fn, step_fn)`` over ``FireState``.
-
-    Example:
-        >>> init_fn, step_fn = fire_descent(energy_fn, learning_rate=0.1)
-        >>> result = run_optimizer(init_fn, step_fn, starts, 500)
     """
     energy_and_gradient_fn = jax.value_and_grad(energy_fn)
 
-    def init_fn(positions):
-        energy, gradient = energy_and_gradient_fn(positions)
+    def init_fn(positions, parameters, shared=None, key=None):
+        energy, gradient = energy_and_gradient_fn(positions, parameters)
         return FireState(
             positions,
             energy,
@@ -335,7 +273,7 @@ def fire_descent(
             jnp.array(0),
         )
 
-    def step_fn(state):
+    def step_fn(state, parameters, shared=None):
         force = -state.gradient
         velocity = state.velocity
         power = jnp.vdot(force, velocity)
@@ -381,8 +319,8 @@ def fire_descent(
             max_step / jnp.where(displacement_norm > 0.0, displacement_norm, 1.0),
             1.0,
         )
-        positions = state.positions + scale * displacement
-        energy, gradient = energy_and_gradient_fn(positions)
+        positions = geometry.move(state.positions, scale * displacement)
+        energy, gradient = energy_and_gradient_fn(positions, parameters)
         return FireState(
             positions,
             energy,
@@ -397,183 +335,34 @@ def fire_descent(
     return Optimizer(init_fn, step_fn)
 
 
-def wrap_positions(positions: jax.Array, box_length: float) -> jax.Array:
-    """Wraps positions into the periodic cubic cell [0, box_length)^3.
-
-    Args:
-        positions: [..., 3] array, positions (length units).
-        box_length: side of the cubic cell (length units).
-
-    Returns:
-        Array of the same shape with every coordinate in [0, box_length).
-    """
-    wrapped = jnp.mod(positions, box_length)
-    # A coordinate a hair below zero rounds to exactly box_length after mod.
-    return jnp.where(wrapped >= box_length, wrapped - box_length, wrapped)
-
-
-def _run_one_start(
-    init_fn, step_fn, positions, init_args, steps, box_length, record_every
-):
-    """Runs ``steps`` steps from one start; see ``run_optimizer``."""
-
-    def wrap(state):
-        if box_length is None:
-            return state
-        return state._replace(positions=wrap_positions(state.positions, box_length))
-
-    def advance(carry, _):
-        state, best_energy, best_positions = carry
-        state = wrap(step_fn(state))
-        # NaN never compares lower, so a blown-up step cannot become the best.
-        improved = state.energy < best_energy
-        best_energy = jnp.where(improved, state.energy, best_energy)
-        best_positions = jnp.where(improved, state.positions, best_positions)
-        return (state, best_energy, best_positions), None
-
-    def advance_and_record(carry, _):
-        carry, _ = jax.lax.scan(advance, carry, length=record_every)
-        return carry, carry[0].energy
-
-    state = wrap(init_fn(positions, *init_args))
-    best_energy = jnp.where(jnp.isnan(state.energy), jnp.inf, state.energy)
-    carry = (state, best_energy, state.positions)
-    energy_trajectory = None
-    remaining_steps = steps
-    if record_every is not None:
-        n_records = steps // record_every
-        carry, energy_trajectory = jax.lax.scan(
-            advance_and_record, carry, length=n_records
-        )
-        remaining_steps = steps - n_records * record_every
-    carry, _ = jax.lax.scan(advance, carry, length=remaining_steps)
-    state, best_energy, best_positions = carry
-    return state, best_energy, best_positions, energy_trajectory
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=("init_fn", "step_fn", "steps", "box_length", "record_every"),
-)
-def _run_batch(
-    init_fn, step_fn, positions_batch, init_args, steps, box_length, record_every
-):
-    run_one = functools.partial(
-        _run_one_start,
-        init_fn,
-        step_fn,
-        steps=steps,
-        box_length=box_length,
-        record_every=record_every,
-    )
-    return jax.vmap(run_one)(positions_batch, init_args)
-
-
-def run_optimizer(
-    init_fn: Callable[..., Any],
-    step_fn: Callable[[Any], Any],
-    positions_batch: jax.Array,
-    steps: int,
-    *,
-    box_length: float | None = None,
-    record_every: int | None = None,
-    init_args: tuple = (),
-) -> OptimizationResult:
-    """Runs an optimizer for ``steps`` steps on every start of a batch.
-
-    Jitted once per (optimizer, step count, box, record interval); the batch is
-    ``vmap``-ed and the steps run in ``lax.scan``. The optimizer state must be a
-    NamedTuple with ``positions``, ``energy`` and ``gradient`` fields.
-
-    Args:
-        init_fn: ``init_fn(positions, *init_args) -> state``.
-        step_fn: ``step_fn(state) -> state``.
-        positions_batch: [batch, n_atoms, 3] array, starting positions (length
-            units of the potential).
-        steps: number of optimizer steps; ``steps + 1`` evaluations are charged.
-        box_length: side of the cubic periodic cell; positions are wrapped into
-            [0, box_length) after every step (the energy must be periodic). None
-            for free clusters.
-        record_every: if given, also return the energy every ``record_every``
-            steps, [batch, steps // record_every].
-        init_args: extra arrays for ``init_fn``, each with the batch on axis 0
-            (e.g. random keys).
-
-    Returns:
-        ``OptimizationResult``.
-
-    Example:
-        >>> result = run_optimizer(*adam_descent(energy_fn, 1e-2), starts, 1000)
-        >>> result.best_energy.min()
-    """
-    positions_batch = jnp.asarray(positions_batch)
-    if positions_batch.ndim != 3 or positions_batch.shape[-1] != 3:
-        raise ValueError(
-            "positions_batch must have shape [batch, n_atoms, 3], got "
-            f"{positions_batch.shape}"
-        )
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps}")
-    if record_every is not None and (
-        int(record_every) != record_every or record_every < 1
-    ):
-        raise ValueError(f"record_every must be a positive integer, got {record_every}")
-    if box_length is not None:
-        box_length = float(box_length)
-        if not box_length > 0.0:
-            raise ValueError(f"box_length must be positive, got {box_length}")
-    state, best_energy, best_positions, energy_trajectory = _run_batch(
-        init_fn,
-        step_fn,
-        positions_batch,
-        tuple(init_args),
-        int(steps),
-        box_length,
-        None if record_every is None else int(record_every),
-    )
-    return OptimizationResult(
-        positions=state.positions,
-        energy=state.energy,
-        best_positions=best_positions,
-        best_energy=best_energy,
-        energy_evaluations=int(steps) + 1,
-        energy_trajectory=energy_trajectory,
-        final_state=state,
-    )
-
-
-# One optimizer per (energy_fn, learning_rate), so that repeated polishes of the
-# same potential reuse the compiled run instead of recompiling.
-_cached_gradient_descent = functools.lru_cache(maxsize=64)(gradient_descent)
-
-
 def polish(
-    energy_fn: Callable[[jax.Array], jax.Array],
+    energy_fn: EnergyFn,
     positions: jax.Array,
+    parameters: Any = None,
+    geometry: Geometry = FREE,
     steps: int = POLISH_STEPS,
     learning_rate: float = POLISH_LEARNING_RATE,
-    box_length: float | None = None,
-) -> OptimizationResult:
-    """Polishes structures into their local minima with gradient descent.
+) -> tuple[jax.Array, jax.Array]:
+    """The paper's polish of one structure (section 3.3): ``steps`` steps of
+    gradient descent at ``learning_rate`` (1000 at 0.001), under ``lax.scan``.
 
-    The paper's final step for every optimizer (section 3.3): 1000 steps of plain
-    gradient descent at learning rate 0.001.
+    The one polish of the package: the learned search, the benchmark's runners,
+    training and the ASE optimizer all call it (batched with ``vmap``). It costs
+    ``steps + 1`` energy-and-gradient evaluations.
 
     Args:
-        energy_fn: maps positions, [n_atoms, 3] array, to the scalar energy. Must be
-            hashable (a function or ``functools.partial``) so the compiled polish
-            is reused.
-        positions: [batch, n_atoms, 3] array, structures to polish.
-        steps: gradient-descent steps.
-        learning_rate: gradient-descent step per unit gradient.
-        box_length: side of the cubic periodic cell, or None for free clusters.
+        positions: [n_atoms, 3] array.
+        parameters: the potential's parameters.
 
     Returns:
-        ``OptimizationResult``; ``result.positions`` and ``result.energy`` are the
-        polished structures, [batch, n_atoms, 3], and their energies, [batch].
-
-    Example:
-        >>> polished = polish(energy_fn, result.best_positions)
+        ``(positions [n_atoms, 3], energy)`` after the last step.
     """
-    init_fn, step_fn = _cached_gradient_descent(energy_fn, float(learning_rate))
-    return run_optimizer(init_fn, step_fn, positions, steps, box_length=box_length)
+    init_fn, step_fn = gradient_descent(energy_fn, float(learning_rate), geometry)
+
+    def one_step(state, _):
+        return step_fn(state, parameters), None
+
+    state, _ = jax.lax.scan(
+        one_step, init_fn(positions, parameters), None, length=steps
+    )
+    return state.positions, state.energy

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ase_learn2hop.potentials import pairwise_displacements
+from ase_learn2hop.systems import N_SPECIES_DESCRIPTORS, StructureContext
 
 #: Behler-Parrinello radial widths, in units of the potential's length scale squared.
 RADIAL_ETAS = (0.0009, 0.01, 0.02, 0.035, 0.06, 0.1, 0.2, 0.4)
@@ -27,8 +27,6 @@ RADIAL_CUTOFF = 2.5
 STEP_TIMESCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
 #: Decay rates of the moving averages of g and g^2 (MLPOpt, Metz et al. 2019a).
 DECAY_RATES = (0.5, 0.9, 0.99, 0.999)
-#: Number of physical species descriptors per atom (see `StructureContext`).
-N_SPECIES_DESCRIPTORS = 5
 #: Radial features are computed for two neighbour kinds: same species, other species.
 N_RADIAL_KINDS = 2
 _ADAM_EPSILON = 1e-8
@@ -83,28 +81,6 @@ class FeatureSet:
         return 2 * self.n_raw_features
 
 
-class StructureContext(NamedTuple):
-    """What the optimizer knows about the system besides positions and gradients.
-
-    Attributes:
-        species: ``[n]`` int, species index of each atom (0 for one-element systems).
-        species_descriptors: ``[n, 5]`` float, physical description of each atom's
-            own kind (for Gupta: r0 / length_scale, p / 10, q / 10, A, xi in eV of
-            the pair with itself; zeros for Lennard-Jones and silicon), so that
-            weights transfer to elements never seen in training (SPEC decision).
-        length_scale: scalar, the potential's length scale l (d0 = 1 for LJ, r0
-            for Gupta in Å, sigma = 2.0951 Å for Stillinger-Weber). Radial features
-            and the learned step are in units of l.
-        box_length: scalar cube edge in Å for periodic systems, ``None`` for free
-            clusters.
-    """
-
-    species: jax.Array
-    species_descriptors: jax.Array
-    length_scale: jax.Array
-    box_length: jax.Array | None = None
-
-
 def log_sign_encoding(x: jax.Array, p: float = 10.0) -> jax.Array:
     """Log-magnitude / sign encoding of paper section 3.1.
 
@@ -146,12 +122,13 @@ def radial_symmetry_features(
 
     Args:
         positions: ``[n, 3]`` positions (Å, or reduced units for LJ).
-        context: the system's `StructureContext` (minimum image when periodic).
+        context: the system's `systems.StructureContext` (minimum image through
+            ``context.geometry`` when periodic).
 
     Returns:
         ``[n, 2 * len(etas)]`` features (same-kind block first).
     """
-    displacements = pairwise_displacements(positions, context.box_length)
+    displacements = context.geometry.pair_displacements(positions)
     n_atoms = positions.shape[0]
     off_diagonal = ~jnp.eye(n_atoms, dtype=bool)
     squared = jnp.sum(displacements**2, axis=-1)
@@ -179,13 +156,13 @@ def step_sine_features(step: jax.Array, timescales=STEP_TIMESCALES) -> jax.Array
 def centered_positions(positions: jax.Array, context: StructureContext) -> jax.Array:
     """Positions in units of the length scale, centred on the centroid.
 
-    For periodic systems the origin is the box centre (a centroid means nothing
+    For periodic systems the origin is the cell centre (a centroid means nothing
     under periodic boundaries).
     """
-    if context.box_length is None:
-        origin = jnp.mean(positions, axis=0)
+    if context.geometry.periodic:
+        origin = jnp.asarray(context.geometry.centre, dtype=positions.dtype)
     else:
-        origin = 0.5 * context.box_length
+        origin = jnp.mean(positions, axis=0)
     return (positions - origin) / context.length_scale
 
 
@@ -261,16 +238,3 @@ def feature_blocks(
 
     return FeatureBlocks(encode(per_component), encode(per_atom), encode(shared))
 
-
-def component_features(*args, **kwargs) -> jax.Array:
-    """All enabled features of every component as one array
-    ``[n, 3, feature_set.n_inputs]`` (component block, then per-atom, then shared
-    features, each broadcast to every component). Same arguments as
-    `feature_blocks`; this is the network's input."""
-    blocks = feature_blocks(*args, **kwargs)
-    n_atoms = blocks.component.shape[0]
-    atom = jnp.broadcast_to(
-        blocks.atom[:, None, :], (n_atoms, 3, blocks.atom.shape[-1])
-    )
-    shared = jnp.broadcast_to(blocks.shared, (n_atoms, 3, blocks.shared.shape[-1]))
-    return jnp.concatenate([blocks.component, atom, shared], axis=-1)

@@ -168,5 +168,8 @@ def _jax_md_space(geometry: Geometry):
     if geometry.is_cube:
         return space.periodic(geometry.cell[0][0])
     # jax-md's general cell is column vectors; ASE's rows are the cell vectors.
-    box = jnp.asarray(np.asarray(geometry.cell, dtype=float).T)
-    return space.periodic_general(box, fractional_coordinates=False)
+    # NumPy float64, never a jnp array: the cache outlives the trace (and the
+    # precision) of whoever calls first.
+    box = np.asarray(geometry.cell, dtype=float).T
+    with jax.ensure_compile_time_eval():
+        return space.periodic_general(box, fractional_coordinates=False)

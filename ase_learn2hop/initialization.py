@@ -19,18 +19,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ase_learn2hop.potentials import (
-    LENNARD_JONES_LENGTH_SCALE,
-    SILICON_BOX_LENGTH,
-    SILICON_NEAREST_NEIGHBOUR_DISTANCE,
-    soft_sphere_energy,
-)
-
-#: Edge of the random starting cube of Lennard-Jones clusters (reduced units).
-LENNARD_JONES_START_BOX = 3.0
-#: Edge of the random starting cube of Gupta clusters, Å.
-GUPTA_START_BOX = 4.0
+from ase_learn2hop.geometry import FREE, Geometry, periodic_cell, periodic_cube
+from ase_learn2hop.potentials import soft_sphere
 
 
 def harmonic_initialization(
@@ -40,60 +32,86 @@ def harmonic_initialization(
     *,
     box_size: float,
     diameter: float,
-    box_length: float | jax.Array | None = None,
+    geometry: Geometry = FREE,
     steps: int = 1000,
     learning_rate: float = 1e-3,
 ) -> jax.Array:
     """Random starting structures relaxed under a soft-sphere repulsion.
 
     Positions are drawn uniformly in a cube of edge ``box_size`` centred at the
-    origin (free clusters) or in the periodic box ``[0, box_length)^3``; then
-    ``steps`` of gradient descent on `soft_sphere_energy` (in units of the
-    diameter, see module docstring) spread overlapping atoms apart.
+    origin (free clusters) or in the periodic cell (uniform fractional
+    coordinates; ``[0, L)^3`` for a cube of edge L); then ``steps`` of gradient
+    descent on `potentials.soft_sphere` (in units of the diameter, see module
+    docstring) spread overlapping atoms apart.
 
     Args:
         key: JAX random key; the same key gives the same structures.
         n_atoms: atoms per structure.
         n_starts: number of structures.
         box_size: edge of the starting cube of a free cluster (ignored when
-            ``box_length`` is given). Same units as ``diameter``.
+            ``geometry`` is periodic). Same units as ``diameter``.
         diameter: soft-sphere contact distance ``s`` (the potential's
             nearest-neighbour distance: 1 for LJ, r0 for Gupta, 2.35 Å for Si).
-        box_length: edge of the periodic cube, or ``None`` for free clusters.
+        geometry: `geometry.FREE` for clusters, or a periodic cell.
         steps: number of gradient-descent steps.
         learning_rate: gradient-descent step on ``positions / diameter``.
 
     Returns:
         ``[n_starts, n_atoms, 3]`` float64 array of positions; periodic positions
-        are wrapped into ``[0, box_length)``.
+        are wrapped into the cell (``geometry.wrap``).
     """
+    if geometry.periodic:
+        # The descent runs on positions / diameter, in the cell scaled likewise.
+        # (The diameter must then be a concrete number.)
+        scaled_geometry = periodic_cell(geometry.cell_matrix / float(diameter))
+        if geometry.is_cube:
+            scaled_geometry = periodic_cube(geometry.box_length / float(diameter))
+    else:
+        scaled_geometry = FREE
     return _harmonic_initialization(
         key,
         box_size,
         diameter,
-        box_length,
         learning_rate,
+        geometry=geometry,
+        scaled_geometry=scaled_geometry,
         n_atoms=n_atoms,
         n_starts=n_starts,
         steps=steps,
     )
 
 
-@functools.partial(jax.jit, static_argnames=("n_atoms", "n_starts", "steps"))
+@functools.partial(
+    jax.jit,
+    static_argnames=("geometry", "scaled_geometry", "n_atoms", "n_starts", "steps"),
+)
 def _harmonic_initialization(
-    key, box_size, diameter, box_length, learning_rate, *, n_atoms, n_starts, steps
+    key,
+    box_size,
+    diameter,
+    learning_rate,
+    *,
+    geometry,
+    scaled_geometry,
+    n_atoms,
+    n_starts,
+    steps,
 ):
     shape = (n_starts, n_atoms, 3)
-    if box_length is None:
+    if not geometry.periodic:
         positions = jax.random.uniform(
             key, shape, minval=-0.5 * box_size, maxval=0.5 * box_size
         )
+    elif geometry.is_cube:
+        positions = jax.random.uniform(key, shape, maxval=geometry.box_length)
     else:
-        positions = jax.random.uniform(key, shape, maxval=box_length)
+        fractional = jax.random.uniform(key, shape)
+        positions = fractional @ jnp.asarray(np.asarray(geometry.cell_matrix))
+
+    soft_sphere_energy = soft_sphere(scaled_geometry)
 
     def energy(scaled_positions):
-        scaled_box = None if box_length is None else box_length / diameter
-        return soft_sphere_energy(scaled_positions, 1.0, scaled_box)
+        return soft_sphere_energy(scaled_positions, 1.0)
 
     force = jax.grad(energy)
 
@@ -104,74 +122,4 @@ def _harmonic_initialization(
         return jax.lax.fori_loop(0, steps, descend, start / diameter) * diameter
 
     positions = jax.vmap(relax)(positions)
-    if box_length is not None:
-        positions = jnp.mod(positions, box_length)
-    return positions
-
-
-def starting_structures(
-    key: jax.Array,
-    system: str,
-    n_atoms: int,
-    n_starts: int,
-    *,
-    diameter: float | None = None,
-    box_size: float | None = None,
-) -> jax.Array:
-    """Harmonic-initialization starts with the paper's settings for each potential.
-
-    ========  ===================================  ==================================
-    system    starting region                      soft-sphere diameter
-    ========  ===================================  ==================================
-    ``lj``    cube of edge 3.0 (reduced units)     1.0 (d0)
-    ``gupta`` cube of edge 4.0 Å                   required keyword: r0 of the set, Å
-    ``sw``    periodic cube of `SILICON_BOX_LENGTH`  2.35 Å
-    ========  ===================================  ==================================
-
-    Args:
-        key: JAX random key.
-        system: ``"lj"``, ``"gupta"`` or ``"sw"``.
-        n_atoms: atoms per structure.
-        n_starts: number of structures.
-        diameter: soft-sphere diameter; required for ``"gupta"``, overrides the
-            default otherwise.
-        box_size: edge of the starting cube of a free cluster, overriding the
-            paper's 3.0 / 4.0 Å (useful for large clusters, e.g. LJ75+, for which
-            the 3.0 cube is very dense).
-
-    Returns:
-        ``[n_starts, n_atoms, 3]`` positions (see `harmonic_initialization`).
-    """
-    if system == "lj":
-        return harmonic_initialization(
-            key,
-            n_atoms,
-            n_starts,
-            box_size=LENNARD_JONES_START_BOX if box_size is None else box_size,
-            diameter=LENNARD_JONES_LENGTH_SCALE if diameter is None else diameter,
-        )
-    if system == "gupta":
-        if diameter is None:
-            raise ValueError(
-                "starting_structures('gupta', ...) needs diameter= the r0 of the "
-                "Gupta parameter set, in Å"
-            )
-        return harmonic_initialization(
-            key,
-            n_atoms,
-            n_starts,
-            box_size=GUPTA_START_BOX if box_size is None else box_size,
-            diameter=diameter,
-        )
-    if system == "sw":
-        return harmonic_initialization(
-            key,
-            n_atoms,
-            n_starts,
-            box_size=SILICON_BOX_LENGTH,
-            diameter=(
-                SILICON_NEAREST_NEIGHBOUR_DISTANCE if diameter is None else diameter
-            ),
-            box_length=SILICON_BOX_LENGTH,
-        )
-    raise ValueError(f"unknown system {system!r}; valid systems: 'lj', 'gupta', 'sw'")
+    return geometry.wrap(positions)

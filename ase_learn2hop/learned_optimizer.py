@@ -18,20 +18,21 @@ length scale (so one set of weights serves reduced LJ units and Å alike).
 from __future__ import annotations
 
 import dataclasses
-import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
 
 from ase_learn2hop.features import (
     DECAY_RATES,
     FeatureBlocks,
     FeatureSet,
-    StructureContext,
     feature_blocks,
 )
+from ase_learn2hop.systems import StructureContext
 
 Theta = dict[str, Any]
 
@@ -74,18 +75,83 @@ class LearnedOptimizerConfig:
         return cls(features=features, hidden_sizes=hidden, **values)
 
 
-class ComponentMLP(nn.Module):
-    """MLP applied to each coordinate component independently: features -> (m, d)."""
+class BlockDense(nn.Module):
+    """`nn.Dense` on `FeatureBlocks`, without concatenating them.
 
-    hidden_sizes: tuple[int, ...]
+    Same parameters as ``nn.Dense(features)`` on the concatenated input
+    ``[component, atom, shared]`` (``kernel [n_inputs, features]``, ``bias``, same
+    initialisers and random streams), and the same result: the layer is linear, so
+    its kernel splits into row blocks, and the per-atom and shared features are
+    multiplied once per atom and once per structure instead of once per component.
+
+    Attributes:
+        features: output width.
+        dtype: precision of the computation (inputs and parameters are cast to
+            it), ``None`` for the promoted type of both.
+        param_dtype: precision of the stored parameters.
+    """
+
+    features: int
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros_init()
 
     @nn.compact
-    def __call__(self, features: jax.Array) -> jax.Array:
-        x = features
-        for width in self.hidden_sizes:
-            x = nn.relu(nn.Dense(width, kernel_init=nn.initializers.lecun_normal())(x))
-        # Zero output layer: an untrained optimizer does not move atoms.
-        return nn.Dense(2, kernel_init=nn.initializers.zeros)(x)
+    def __call__(self, blocks: FeatureBlocks) -> jax.Array:
+        """``[..., 3, features]`` from blocks ``[..., 3, c]``, ``[..., a]``, ``[s]``."""
+        n_component = blocks.component.shape[-1]
+        n_atom = blocks.atom.shape[-1]
+        n_inputs = n_component + n_atom + blocks.shared.shape[-1]
+        kernel = self.param(
+            "kernel", self.kernel_init, (n_inputs, self.features), self.param_dtype
+        )
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        component, atom, shared, kernel, bias = promote_dtype(
+            blocks.component, blocks.atom, blocks.shared, kernel, bias, dtype=self.dtype
+        )
+        return (
+            component @ kernel[:n_component]
+            + (atom @ kernel[n_component : n_component + n_atom])[..., None, :]
+            + shared @ kernel[n_component + n_atom :]
+            + bias
+        )
+
+
+class ComponentMLP(nn.Module):
+    """MLP applied to each coordinate component independently: features -> (m, d).
+
+    Takes the `FeatureBlocks`; the first layer is a `BlockDense`, so the network
+    is the plain MLP on the concatenated ``[n, 3, n_inputs]`` features. The layers
+    are named ``Dense_0``, ``Dense_1``, ... (the names in the shipped weight files).
+
+    Attributes:
+        hidden_sizes: widths of the hidden layers.
+        dtype: precision of the computation (`LearnedOptimizerConfig.network_dtype`);
+            parameters stay float32.
+    """
+
+    hidden_sizes: tuple[int, ...]
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, blocks: FeatureBlocks) -> jax.Array:
+        """``[n, 3, 2]`` outputs (m, d) in ``dtype``."""
+        widths = (*self.hidden_sizes, 2)
+        x = blocks
+        for index, width in enumerate(widths):
+            last = index == len(widths) - 1
+            # Zero output layer: an untrained optimizer does not move atoms.
+            kernel_init = (
+                nn.initializers.zeros if last else nn.initializers.lecun_normal()
+            )
+            layer = BlockDense if index == 0 else nn.Dense
+            x = layer(
+                width, dtype=self.dtype, kernel_init=kernel_init, name=f"Dense_{index}"
+            )(x)
+            if not last:
+                x = nn.relu(x)
+        return x
 
 
 class LearnedOptimizerState(NamedTuple):
@@ -102,32 +168,13 @@ class LearnedOptimizerState(NamedTuple):
     second_moments: jax.Array
 
 
-def apply_network(params: dict, blocks: FeatureBlocks, dtype: str) -> jax.Array:
-    """The `ComponentMLP` on feature blocks: ``[n, 3, 2]`` outputs (m, d).
-
-    Identical to ``ComponentMLP.apply`` on `features.component_features` (the
-    first layer is linear, so its kernel splits into row blocks), but per-atom and
-    shared features are multiplied once per atom and once per structure.
-    """
-    cast = functools.partial(jnp.asarray, dtype=dtype)
-    first = params["Dense_0"]
-    kernel = cast(first["kernel"])
-    n_component = blocks.component.shape[-1]
-    n_atom = blocks.atom.shape[-1]
-    hidden = (
-        cast(blocks.component) @ kernel[:n_component]
-        + (cast(blocks.atom) @ kernel[n_component : n_component + n_atom])[:, None, :]
-        + cast(blocks.shared) @ kernel[n_component + n_atom :]
-        + cast(first["bias"])
-    )
-    hidden = jax.nn.relu(hidden)
-    n_layers = len(params)
-    for index in range(1, n_layers):
-        layer = params[f"Dense_{index}"]
-        hidden = hidden @ cast(layer["kernel"]) + cast(layer["bias"])
-        if index < n_layers - 1:
-            hidden = jax.nn.relu(hidden)
-    return hidden
+def apply_network(
+    params: dict, blocks: FeatureBlocks, config: LearnedOptimizerConfig
+) -> jax.Array:
+    """The `ComponentMLP` of ``config`` on feature blocks: ``[n, 3, 2]`` outputs
+    (m, d) in ``config.network_dtype`` (features and parameters are cast to it)."""
+    network = ComponentMLP(config.hidden_sizes, dtype=config.network_dtype)
+    return network.apply({"params": params}, blocks)
 
 
 def init_theta(key: jax.Array, config: LearnedOptimizerConfig) -> Theta:
@@ -136,8 +183,14 @@ def init_theta(key: jax.Array, config: LearnedOptimizerConfig) -> Theta:
     Returns:
         ``{"network": flax params, "alpha": (), "beta": (), "gamma": ()}``.
     """
-    network = ComponentMLP(config.hidden_sizes)
-    params = network.init(key, jnp.zeros((1, config.features.n_inputs)))["params"]
+    network = ComponentMLP(config.hidden_sizes, dtype=config.network_dtype)
+    # Only the total width of the blocks shapes the parameters.
+    blocks = FeatureBlocks(
+        component=jnp.zeros((1, 3, config.features.n_inputs)),
+        atom=jnp.zeros((1, 0)),
+        shared=jnp.zeros((0,)),
+    )
+    params = network.init(key, blocks)["params"]
     return {
         "network": params,
         "alpha": jnp.asarray(config.alpha),
@@ -195,7 +248,7 @@ def update(
         state.step,
         cast(context),
     )
-    outputs = apply_network(theta["network"], blocks, config.network_dtype)
+    outputs = apply_network(theta["network"], blocks, config)
     outputs = outputs.astype(positions.dtype)
     magnitude_gate, direction = outputs[..., 0], outputs[..., 1]
     gate = jax.nn.sigmoid(theta["beta"] * magnitude_gate + theta["gamma"])

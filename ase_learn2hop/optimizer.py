@@ -23,13 +23,16 @@ Semantics of ``run(fmax=0.05, steps=N)``:
   gradient-descent polish); it does not stop the search at the first local
   minimum. ``run`` returns True when the final structure meets it.
 
-Fast path: when ``atoms.calc`` is one of our JAX calculators (`LennardJones`,
-`Gupta`, `StillingerWeber`) the steps run as jitted ``lax.scan`` chunks of
-``observe_every`` steps; the logfile, trajectory and attached observers fire at
-chunk ends (an observer attached with ``interval=k`` fires at the end of every
-chunk in which a multiple of k was reached). Generic path: with any other ASE
-calculator (``EMT``, ...) the optimizer steps one at a time through
-``atoms.get_forces()``, and observers fire as usual.
+The search is the core's cycle loop (`cycles.cycles_start` / `cycles_advance`
+/ `cycles_finish`), the same code the benchmark runs; this class is a thin state
+machine over it. Fast path: when ``atoms.calc`` is one of our JAX calculators
+(`LennardJones`, `Gupta`, `StillingerWeber`) the energy is the JAX potential and
+the steps run as jitted ``lax.scan`` chunks of ``observe_every`` steps. Generic
+path: with any other ASE calculator (``EMT``, ...) the same loop runs with an
+energy function that calls ``atoms.calc`` from inside the jitted steps
+(`conversion.calculator_energy_fn`). Either way the logfile, trajectory and attached
+observers fire at chunk ends (an observer attached with ``interval=k`` fires at
+the end of every chunk in which a multiple of k was reached).
 
 Multi-start (fast path only): ``n_starts=K`` runs K searches at once as one
 batched computation: the given structure plus K - 1 harmonic-initialization
@@ -41,7 +44,6 @@ first one unperturbed); ``start_energies`` holds the best energy of each.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import jax
@@ -51,99 +53,16 @@ from ase import Atoms
 from ase.optimize import FIRE
 from ase.optimize.optimize import DEFAULT_MAX_STEPS, Optimizer
 
-from ase_learn2hop import learned_optimizer, search, systems
+from ase_learn2hop import conversion, cycles, search, systems
 from ase_learn2hop import weights as weight_files
-from ase_learn2hop.features import N_SPECIES_DESCRIPTORS, StructureContext
 from ase_learn2hop.minima import DistinctMinima
+from ase_learn2hop.precision import float64
+from ase_learn2hop.weights import NoSuitableWeightsError
 
-#: Shipped weights picked by `LearnedHopOptimizer` when ``weights=None``, in order
-#: of preference, by `systems.System.family` (then by potential).
-DEFAULT_WEIGHTS = {
-    "lj": ("lj", "lj13"),
-    "gupta:Au": ("au55", "bimetallic"),
-    "gupta:AgAu": ("agau", "bimetallic"),
-    "gupta": ("bimetallic",),
-    "sw": ("si64",),
-}
+__all__ = ["LearnedHopOptimizer", "NoSuitableWeightsError"]
+
 #: Most force calls the final FIRE polish may spend to reach ``fmax``.
 FINAL_POLISH_MAX_STEPS = 5000
-
-
-class NoSuitableWeightsError(ValueError):
-    """No shipped weights fit this system, or the given weights do not fit it."""
-
-
-def system_from_atoms(atoms: Atoms) -> systems.System | None:
-    """The `systems.System` of ``atoms`` when its calculator is one of ours."""
-    from ase_learn2hop import calculators
-
-    calc = atoms.calc
-    symbols = atoms.get_chemical_symbols()
-    if isinstance(calc, calculators.JaxCalculator):
-        calc.check_atoms(atoms)
-    if isinstance(calc, calculators.LennardJones):
-        return systems.lennard_jones_system(len(atoms))
-    if isinstance(calc, calculators.Gupta):
-        return systems.gupta_system(calc.parameter_set.name, symbols)
-    if isinstance(calc, calculators.StillingerWeber):
-        return systems.silicon_system(len(atoms), float(atoms.cell[0, 0]))
-    return None
-
-
-def default_weights_for(system: systems.System) -> weight_files.LearnedWeights:
-    """The shipped weights that fit ``system``, or a clear error.
-
-    Lennard-Jones clusters get ``lj`` (else ``lj13``), gold ``au55``, silver-gold
-    ``agau``, other bimetallic clusters ``bimetallic``, silicon ``si64``.
-    """
-    candidates = DEFAULT_WEIGHTS.get(system.family, DEFAULT_WEIGHTS[system.potential])
-    available = weight_files.available_pretrained()
-    for name in candidates:
-        if name in available:
-            return weight_files.load_weights(name)
-    raise NoSuitableWeightsError(
-        f"no shipped weights fit {system.name} (looked for {candidates}; shipped: "
-        f"{available or 'none'}). Pass weights='path/to/weights.json' or train "
-        "your own with `learn2hop train`."
-    )
-
-
-def median_nearest_neighbour_distance(
-    positions: np.ndarray, box_length: float | None = None
-) -> float:
-    """Median over atoms of the distance to the nearest other atom (Å): the
-    length scale of the learned step when the potential is unknown."""
-    difference = positions[:, None, :] - positions[None, :, :]
-    if box_length is not None:
-        difference -= box_length * np.round(difference / box_length)
-    distances = np.linalg.norm(difference, axis=-1)
-    np.fill_diagonal(distances, np.inf)
-    return float(np.median(distances.min(axis=1)))
-
-
-def _generic_context(atoms: Atoms, length_scale: float | None) -> StructureContext:
-    numbers = atoms.get_atomic_numbers()
-    kinds = {z: index for index, z in enumerate(sorted(set(numbers)))}
-    species = np.array([kinds[z] for z in numbers], dtype=np.int32)
-    positions = atoms.get_positions()
-    box_length = None
-    if atoms.pbc.any():
-        cell = atoms.cell.array
-        if not (
-            atoms.pbc.all()
-            and np.allclose(cell, np.diag(np.diag(cell)))
-            and np.allclose(np.diag(cell), cell[0, 0])
-        ):
-            raise ValueError("periodic systems must be fully periodic cubic cells")
-        box_length = float(cell[0, 0])
-    if length_scale is None:
-        length_scale = median_nearest_neighbour_distance(positions, box_length)
-    return StructureContext(
-        species=jnp.asarray(species),
-        species_descriptors=jnp.zeros((len(atoms), N_SPECIES_DESCRIPTORS)),
-        length_scale=jnp.asarray(length_scale),
-        box_length=None if box_length is None else jnp.asarray(box_length),
-    )
 
 
 class LearnedHopOptimizer(Optimizer):
@@ -151,10 +70,10 @@ class LearnedHopOptimizer(Optimizer):
 
     Args:
         atoms: the structure, with a calculator attached.
-        weights: a `weight_files.LearnedWeights`, a shipped name (``"lj"``) or a
+        weights: a `weights.LearnedWeights`, a shipped name (``"lj"``) or a
             path to a weight manifest; ``None`` picks the shipped weights that
             fit the system.
-        restart: JSON file the search state is written to at every chunk; an
+        restart: file the search state is written to at every chunk; an
             existing one is read back, and the run continues where it stopped.
         logfile: ``"-"`` for stdout, a path, a file object, or ``None``.
         trajectory: path or open `Trajectory`.
@@ -163,12 +82,13 @@ class LearnedHopOptimizer(Optimizer):
         starts: ``"harmonic"`` or ``"perturb"`` for the extra starts.
         perturbation: standard deviation of ``"perturb"`` starts, in units of the
             potential's length scale.
-        observe_every: steps per jitted chunk on the fast path (logfile,
-            trajectory and observers fire at chunk ends).
+        observe_every: steps per jitted chunk (logfile, trajectory and observers
+            fire at chunk ends).
         fast: force the fast (True) or generic (False) path; ``None`` picks fast
-            whenever the calculator is one of ours and the system fits.
-        length_scale: length scale of the learned step for the generic path (Å);
-            default the start's median nearest-neighbour distance.
+            whenever the calculator is one of ours.
+        length_scale: length scale of the learned step (length units); default
+            the potential's, or for the generic path the start's median
+            nearest-neighbour distance.
         polish_steps, polish_learning_rate: the gradient-descent polish (paper
             section 3.3: 1000 steps at 0.001).
     """
@@ -205,27 +125,33 @@ class LearnedHopOptimizer(Optimizer):
             raise ValueError(f"starts must be 'harmonic' or 'perturb', got {starts!r}")
         if observe_every < 1:
             raise ValueError("observe_every must be a positive number of steps")
-        self.system = system_from_atoms(atoms)
-        if fast and self.system is None:
-            raise ValueError(
-                "the fast path needs one of ase_learn2hop's JAX calculators "
-                "(LennardJones, Gupta, StillingerWeber)"
-            )
-        self.fast = self.system is not None if fast is None else bool(fast)
-        if n_starts > 1 and not self.fast:
-            raise ValueError(
-                "n_starts > 1 runs the starts as one batched JAX computation and needs "
-                "one of ase_learn2hop's calculators (LennardJones, Gupta, StillingerWeber)"
-            )
-        self.weights = self._resolve_weights(weights)
-        self.context = (
-            self.system.context
-            if self.system is not None
-            else _generic_context(atoms, length_scale)
-        )
-        if length_scale is not None and self.system is not None:
-            self.context = self.context._replace(length_scale=jnp.asarray(length_scale))
-        self._check_species_fit()
+        with float64():
+            self.system = conversion.system_from_atoms(atoms)
+            if fast and self.system is None:
+                raise ValueError(
+                    "the fast path needs one of ase_learn2hop's JAX calculators "
+                    "(LennardJones, Gupta, StillingerWeber)"
+                )
+            self.fast = self.system is not None if fast is None else bool(fast)
+            if n_starts > 1 and not self.fast:
+                raise ValueError(
+                    "n_starts > 1 runs the starts as one batched JAX computation "
+                    "and needs one of ase_learn2hop's calculators (LennardJones, "
+                    "Gupta, StillingerWeber)"
+                )
+            if self.fast:
+                self.context = self.system.context
+                self.energy_fn = self.system.energy_fn
+                self.potential_parameters = self.system.potential_parameters
+                if length_scale is not None:
+                    self.context = self.context._replace(
+                        length_scale=jnp.asarray(length_scale)
+                    )
+            else:
+                self.context = conversion.generic_context(atoms, length_scale)
+                self.energy_fn = conversion.calculator_energy_fn(atoms)
+                self.potential_parameters = None
+            self.weights = self._resolve_weights(weights)
         self.seed = seed
         self.n_starts = n_starts
         self.starts = starts
@@ -233,15 +159,12 @@ class LearnedHopOptimizer(Optimizer):
         self.observe_every = observe_every
         self.polish_steps = polish_steps
         self.polish_learning_rate = polish_learning_rate
-        box = self.context.box_length
-        self.minima = DistinctMinima(box_length=None if box is None else float(box))
+        self.minima = DistinctMinima(geometry=self.context.geometry)
         self.start_energies: np.ndarray | None = None
         self.best_energy = np.inf
         self.best_positions: np.ndarray | None = None
         self.energy_evaluations = 0
-        self._state = None
-        self._cycle_step = 0
-        self._last_observed_step = 0
+        self._search: cycles.CycleSearch | None = None
         super().__init__(
             atoms, restart, logfile, trajectory, append_trajectory, **kwargs
         )
@@ -249,30 +172,39 @@ class LearnedHopOptimizer(Optimizer):
     # -- set-up ------------------------------------------------------------------
 
     def _resolve_weights(self, weights) -> weight_files.LearnedWeights:
-        if isinstance(weights, weight_files.LearnedWeights):
-            return weights
-        if weights is not None:
-            return weight_files.load_weights(weights)
-        if self.system is None:
-            raise NoSuitableWeightsError(
-                "with a calculator that is not one of ase_learn2hop's, pass weights= "
-                f"explicitly (shipped: {weight_files.available_pretrained() or 'none'})"
-            )
-        return default_weights_for(self.system)
-
-    def _check_species_fit(self) -> None:
         n_species = len(np.unique(np.asarray(self.context.species)))
-        trained = int(self.weights.manifest.get("max_species", 1))
-        if n_species > trained and self.weights.config.features.species:
-            raise NoSuitableWeightsError(
-                f"weights {self.weights.name!r} were trained on systems with at most "
-                f"{trained} species; this system has {n_species}"
-            )
+        if self.system is None:
+            if weights is None:
+                raise NoSuitableWeightsError(
+                    "with a calculator that is not one of ase_learn2hop's, pass "
+                    "weights= explicitly (shipped: "
+                    f"{weight_files.available_pretrained() or 'none'})"
+                )
+            return weight_files.resolve_weights(weights, "", "", "this system", n_species)
+        return weight_files.resolve_weights(
+            weights,
+            self.system.family,
+            self.system.potential,
+            self.system.name,
+            n_species,
+        )
 
     @property
     def horizon(self) -> int:
         """Learned steps per cycle (the weights' training horizon H)."""
         return self.weights.horizon
+
+    @property
+    def current_positions(self) -> np.ndarray | None:
+        """``[n_starts, n_atoms, 3]`` current (unpolished) structures of the
+        searches, ``None`` outside a run."""
+        if self._search is None:
+            return None
+        return np.asarray(self._search.carry.state.positions)
+
+    @property
+    def _cycle_step(self) -> int:
+        return 0 if self._search is None else self._search.cycle_step
 
     def todict(self) -> dict:
         description = super().todict()
@@ -286,10 +218,9 @@ class LearnedHopOptimizer(Optimizer):
         return description
 
     def initialize(self) -> None:
-        self._state = None
-        self._cycle_step = 0
+        self._search = None
 
-    # -- state of the searches -------------------------------------------------
+    # -- the search --------------------------------------------------------------
 
     def _start_positions(self) -> np.ndarray:
         positions = self.atoms.get_positions()[None]
@@ -306,175 +237,49 @@ class LearnedHopOptimizer(Optimizer):
             ) * np.asarray(noise)
         return np.concatenate([positions, others])
 
-    def _batched_context(self):
-        return search.broadcast_to_batch(self.context, self.n_starts)
-
-    def _batched_parameters(self):
-        parameters = (
-            self.system.potential_parameters if self.system is not None else None
-        )
-        return search.broadcast_to_batch(parameters, self.n_starts)
-
-    def _begin_cycle(self, positions: np.ndarray) -> None:
-        if self.fast:
-            self._state = search.batched_search_init(
-                self.system.energy_fn,
-                jnp.asarray(positions),
-                self._batched_parameters(),
+    def _begin(self) -> None:
+        with float64():
+            self._search = cycles.cycles_start(
+                self.weights.theta,
+                self.weights.config,
+                self.energy_fn,
+                jnp.asarray(self._start_positions()),
+                self.context,
+                self.potential_parameters,
+                horizon=self.horizon,
+                polish_steps=self.polish_steps,
+                polish_learning_rate=self.polish_learning_rate,
             )
-        else:
-            energy, gradient = self._generic_energy_gradient(positions[0])
-            single = search.SearchState(
-                positions=jnp.asarray(positions[0]),
-                optimizer_state=learned_optimizer.init(jnp.asarray(positions[0])),
-                energy=jnp.asarray(energy),
-                gradient=jnp.asarray(gradient),
-                best_energy=jnp.asarray(energy if np.isfinite(energy) else np.inf),
-                best_positions=jnp.asarray(positions[0]),
-                energy_evaluations=jnp.asarray(1),
-            )
-            self._state = jax.tree_util.tree_map(lambda leaf: leaf[None], single)
-        self.energy_evaluations += self.n_starts
-        self._cycle_step = 0
 
-    def _generic_energy_gradient(
-        self, positions: np.ndarray
-    ) -> tuple[float, np.ndarray]:
-        probe = self.atoms.copy()
-        probe.calc = self.atoms.calc
-        probe.set_positions(positions)
-        try:
-            energy = probe.get_potential_energy()
-            gradient = -probe.get_forces()
-        except (ValueError, FloatingPointError):
-            return np.inf, np.zeros_like(positions)
-        if not (np.isfinite(energy) and np.all(np.isfinite(gradient))):
-            return np.inf, np.zeros_like(positions)
-        return float(energy), gradient
+    def _record_minima(self, energies: np.ndarray, positions: np.ndarray) -> None:
+        for energy, structure in zip(energies, positions):
+            self.minima.add(float(energy), structure)
+            self._offer_best(float(energy), structure)
 
     def _advance(self, n_steps: int) -> None:
-        theta, config = self.weights.theta, self.weights.config
-        if self.fast:
-            self._state = search.batched_search_steps(
-                theta,
-                config,
-                self.system.energy_fn,
-                self._state,
-                self._batched_context(),
-                self._batched_parameters(),
+        with float64():
+            self._search, _, _ = cycles.cycles_advance(
+                self._search,
                 n_steps,
+                chunk_steps=self.observe_every,
+                on_minimum=self._record_minima,
             )
-        else:
-            state = jax.tree_util.tree_map(lambda leaf: leaf[0], self._state)
-            for _ in range(n_steps):
-                state = self._generic_step(state)
-            self._state = jax.tree_util.tree_map(lambda leaf: leaf[None], state)
-        self.energy_evaluations += n_steps * self.n_starts
-        self._cycle_step += n_steps
-        self._restart_diverged()
-
-    def _generic_step(self, state: search.SearchState) -> search.SearchState:
-        displacement, optimizer_state = _jitted_update(
-            self.weights.theta,
-            self.weights.config,
-            state.optimizer_state,
-            state.positions,
-            state.gradient,
-            self.context,
-        )
-        positions = search.wrap_positions(
-            state.positions + displacement, self.context.box_length
-        )
-        energy, gradient = self._generic_energy_gradient(np.asarray(positions))
-        better = energy < float(state.best_energy)
-        return search.SearchState(
-            positions=positions,
-            optimizer_state=optimizer_state,
-            energy=jnp.asarray(energy),
-            gradient=jnp.asarray(gradient),
-            best_energy=jnp.asarray(energy) if better else state.best_energy,
-            best_positions=positions if better else state.best_positions,
-            energy_evaluations=state.energy_evaluations + 1,
-        )
-
-    def _restart_diverged(self) -> None:
-        """A search whose energy went non-finite restarts from its best structure."""
-        energies = np.asarray(self._state.energy)
-        diverged = ~np.isfinite(energies)
-        if not diverged.any():
-            return
-        warnings.warn(
-            f"{int(diverged.sum())} search(es) reached a non-finite energy; "
-            "restarting them from their best structure",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        positions = np.where(
-            diverged[:, None, None],
-            np.asarray(self._state.best_positions),
-            np.asarray(self._state.positions),
-        )
-        best_energy, best_positions = (
-            self._state.best_energy,
-            self._state.best_positions,
-        )
-        cycle_step = self._cycle_step
-        self._begin_cycle(positions)
-        self._state = self._state._replace(
-            best_energy=best_energy, best_positions=best_positions
-        )
-        self._cycle_step = cycle_step
+        self._account()
 
     def _finish_cycle(self) -> None:
-        """Polish every search, record minima, restart from the polished structures."""
-        if self.fast:
-            result = search.batched_search_finish(
-                self.system.energy_fn,
-                self._state,
-                self._batched_context(),
-                self._batched_parameters(),
-                self.polish_steps,
-                self.polish_learning_rate,
-            )
-            final_positions = np.asarray(result.final_positions)
-            final_energies = np.asarray(result.final_energy)
-            best_positions = np.asarray(result.best_positions)
-            best_energies = np.asarray(result.best_energy)
-        else:
-            state = jax.tree_util.tree_map(
-                lambda leaf: np.asarray(leaf[0]), self._state
-            )
-            last = self._generic_polish(state.positions)
-            seen = self._generic_polish(state.best_positions)
-            final_positions, final_energies = last[0][None], np.array([last[1]])
-            best = seen if seen[1] < last[1] else last
-            best_positions, best_energies = best[0][None], np.array([best[1]])
-        self.energy_evaluations += 2 * self.polish_steps * self.n_starts
-        for energy, positions in zip(final_energies, final_positions):
-            self.minima.add(energy, positions)
-        for energy, positions in zip(best_energies, best_positions):
-            self.minima.add(energy, positions)
-            self._offer_best(float(energy), positions)
-        finite = np.where(np.isfinite(best_energies), best_energies, np.inf)
-        self.start_energies = (
-            finite
-            if self.start_energies is None
-            else np.minimum(self.start_energies, finite)
-        )
-        restart = np.where(
-            np.isfinite(final_energies)[:, None, None], final_positions, best_positions
-        )
-        self._begin_cycle(restart)
+        with float64():
+            self._search = cycles.cycles_finish(self._search, self._record_minima)
+        self._account()
 
-    def _generic_polish(self, positions: np.ndarray) -> tuple[np.ndarray, float]:
-        box = self.context.box_length
-        for _ in range(self.polish_steps):
-            _, gradient = self._generic_energy_gradient(positions)
-            positions = positions - self.polish_learning_rate * gradient
-            if box is not None:
-                positions = np.mod(positions, float(box))
-        energy, _ = self._generic_energy_gradient(positions)
-        return positions, energy
+    def _account(self) -> None:
+        found = self._search.best_energy
+        if np.isfinite(found).any():
+            self.start_energies = np.where(np.isfinite(found), found, np.inf)
+        self.energy_evaluations = self._polish_calls + int(
+            self._search.total_force_calls.sum()
+        )
+
+    _polish_calls = 0
 
     def _offer_best(self, energy: float, positions: np.ndarray) -> None:
         if np.isfinite(energy) and energy < self.best_energy:
@@ -491,11 +296,10 @@ class LearnedHopOptimizer(Optimizer):
         """
         self.fmax = fmax
         self.max_steps = self.nsteps + steps
-        start_energy = self.atoms.get_potential_energy()
-        self._offer_best(start_energy, self.atoms.get_positions())
+        self._offer_best(self.atoms.get_potential_energy(), self.atoms.get_positions())
         try:
-            if self._state is None:
-                self._begin_cycle(self._start_positions())
+            if self._search is None:
+                self._begin()
             if self.nsteps == 0:
                 self.log()
                 self.call_observers()
@@ -507,8 +311,6 @@ class LearnedHopOptimizer(Optimizer):
                 )
                 self._advance(chunk)
                 self.nsteps += chunk
-                if self._cycle_step >= self.horizon:
-                    self._finish_cycle()
                 self._show_current()
                 self.log()
                 self._call_observers_crossed(chunk)
@@ -517,7 +319,7 @@ class LearnedHopOptimizer(Optimizer):
             if self._cycle_step > 0 or self.start_energies is None:
                 self._finish_cycle()
             converged = self._settle_best()
-            self._state = None
+            self._search = None
             self.log()
             self.call_observers()
             self._dump_state()
@@ -538,23 +340,23 @@ class LearnedHopOptimizer(Optimizer):
 
     def step(self) -> None:
         """One learned step (ASE's `Dynamics.irun` interface)."""
-        if self._state is None:
-            self._begin_cycle(self._start_positions())
+        if self._search is None:
+            self._begin()
         self._advance(1)
         self._show_current()
 
     def _show_current(self) -> None:
         """Put the current structure of the first search on ``atoms`` for the
         logfile, trajectory and observers, unless its energy is not finite."""
-        energy = float(np.asarray(self._state.energy)[0])
-        if np.isfinite(energy):
-            self.atoms.set_positions(np.asarray(self._state.positions)[0])
+        if np.isfinite(self._search.current_energy[0]):
+            self.atoms.set_positions(np.asarray(self._search.carry.state.positions)[0])
 
     def _settle_best(self) -> bool:
         """Put the best minimum on ``atoms`` and polish it with FIRE to ``fmax``."""
         self.atoms.set_positions(self.best_positions)
         polish = FIRE(self.atoms, logfile=None)
         converged = polish.run(fmax=self.fmax, steps=FINAL_POLISH_MAX_STEPS)
+        self._polish_calls += polish.nsteps + 1
         self.energy_evaluations += polish.nsteps + 1
         energy = self.atoms.get_potential_energy()
         if np.isfinite(energy) and energy <= self.best_energy:
@@ -608,60 +410,63 @@ class LearnedHopOptimizer(Optimizer):
     def _dump_state(self) -> None:
         if self.restart is None:
             return
+        found = self._search
         data = {
             "nsteps": self.nsteps,
-            "cycle_step": self._cycle_step,
             "best_energy": self.best_energy,
             "best_positions": self.best_positions,
             "energy_evaluations": self.energy_evaluations,
             "start_energies": self.start_energies,
-            "state": None if self._state is None else _state_to_dict(self._state),
+            "search": None if found is None else _search_to_dict(found),
         }
         self.dump(data)
 
     def read(self) -> None:
         data = self.load()
         self.nsteps = int(data["nsteps"])
-        self._cycle_step = int(data["cycle_step"])
         self.best_energy = float(data["best_energy"])
         if data["best_positions"] is not None:
             self.best_positions = np.asarray(data["best_positions"])
         self.energy_evaluations = int(data["energy_evaluations"])
         if data.get("start_energies") is not None:
             self.start_energies = np.asarray(data["start_energies"])
-        self._state = None if data["state"] is None else _state_from_dict(data["state"])
+        self._search = None
+        if data.get("search") is not None:
+            self._begin()
+            self._search = _search_from_dict(self._search, data["search"])
 
 
-_jitted_update = jax.jit(learned_optimizer.update, static_argnames=("config",))
+_SEARCH_ARRAYS = ("best_energy", "best_positions", "force_calls", "first_hit")
 
 
-def _state_to_dict(state: search.SearchState) -> dict:
-    optimizer_state = state.optimizer_state
+def _search_to_dict(found: cycles.CycleSearch) -> dict:
     return {
-        "positions": np.asarray(state.positions),
-        "step": np.asarray(optimizer_state.step),
-        "first_moments": np.asarray(optimizer_state.first_moments),
-        "second_moments": np.asarray(optimizer_state.second_moments),
-        "energy": np.asarray(state.energy),
-        "gradient": np.asarray(state.gradient),
-        "best_energy": np.asarray(state.best_energy),
-        "best_positions": np.asarray(state.best_positions),
-        "energy_evaluations": np.asarray(state.energy_evaluations),
+        "cycle_step": found.cycle_step,
+        "steps": found.steps,
+        "carry": [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(found.carry)],
+        **{name: np.asarray(getattr(found, name)) for name in _SEARCH_ARRAYS},
     }
 
 
-def _state_from_dict(data: dict) -> search.SearchState:
-    def array(key):
-        return jnp.asarray(np.asarray(data[key]))
-
-    return search.SearchState(
-        positions=array("positions"),
-        optimizer_state=learned_optimizer.LearnedOptimizerState(
-            array("step"), array("first_moments"), array("second_moments")
-        ),
-        energy=array("energy"),
-        gradient=array("gradient"),
-        best_energy=array("best_energy"),
-        best_positions=array("best_positions"),
-        energy_evaluations=array("energy_evaluations"),
+def _search_from_dict(template: cycles.CycleSearch, data: dict) -> cycles.CycleSearch:
+    """The saved search, on the structure of a fresh one (shapes checked)."""
+    leaves, structure = jax.tree_util.tree_flatten(template.carry)
+    saved = [np.asarray(leaf) for leaf in data["carry"]]
+    if len(saved) != len(leaves) or any(
+        a.shape != np.shape(b) for a, b in zip(saved, leaves)
+    ):
+        raise ValueError(
+            "the restart file holds a search of another system: its arrays have "
+            f"shapes {[a.shape for a in saved][:2]}..., this one needs "
+            f"{[np.shape(b) for b in leaves][:2]}... (atoms or starts differ)"
+        )
+    with float64():
+        carry = jax.tree_util.tree_unflatten(
+            structure, [jnp.asarray(a) for a in saved]
+        )
+    return template._replace(
+        carry=carry,
+        cycle_step=int(data["cycle_step"]),
+        steps=int(data["steps"]),
+        **{name: np.asarray(data[name]) for name in _SEARCH_ARRAYS},
     )

@@ -1,10 +1,22 @@
 """Empirical potentials as pure JAX energy functions (SPEC section 2, paper App. A).
 
-Every energy here is a function of positions (and parameters) that returns a
-scalar; forces are ``-jax.grad`` of it, never written by hand. All functions are
-``jit``-able and ``vmap``-able over a leading batch axis, including the species and
-parameters of the Gupta potential, so that a training batch may mix compositions
-and parameter sets of the same atom count.
+Each potential is a factory over a `geometry.Geometry` (free space or a periodic
+cell) that returns an energy function with one calling convention,
+``energy_fn(positions [n, 3], parameters) -> scalar`` (`EnergyFn`):
+
+- ``lennard_jones(geometry=FREE)``, parameters ``None``;
+- ``gupta(geometry=FREE)``, parameters a `GuptaInput` (species and parameter set);
+- ``stillinger_weber(geometry)``, parameters ``None``;
+- ``soft_sphere(geometry=FREE)``, parameters the contact diameter.
+
+Factories are cached: equal geometries give the *same* function object, so jitted
+drivers that take ``energy_fn`` as a static argument compile once per cell. Pair
+displacements (minimum image when periodic) come from the geometry.
+
+Forces are ``-jax.grad`` of the energy, never written by hand. All energy
+functions are ``jit``-able and ``vmap``-able over a leading batch axis, including
+the species and parameters of the Gupta potential, so that a training batch may mix
+compositions and parameter sets of the same atom count.
 
 Units: Lennard-Jones in reduced units (eps = d0 = 1, pair minimum at r = 1);
 Gupta and Stillinger-Weber in Å and eV.
@@ -24,12 +36,25 @@ or the finiteness of the results themselves.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ase_learn2hop.geometry import FREE, Geometry
+from ase_learn2hop.gupta_parameters import (
+    GUPTA_PARAMETER_SETS,
+    GuptaParameters,
+    GuptaParameterSet,
+)
+
+#: ``energy_fn(positions [n, 3], parameters) -> scalar``: the one calling
+#: convention of every potential here (``parameters`` is a pytree, or ``None``).
+EnergyFn = Callable[[jax.Array, Any], jax.Array]
 
 #: Length scale of Lennard-Jones: the pair-minimum distance d0 (reduced units).
 LENNARD_JONES_LENGTH_SCALE = 1.0
@@ -62,29 +87,6 @@ STILLINGER_WEBER_SILICON = {
 # --------------------------------------------------------------------------------
 
 
-def pairwise_displacements(
-    positions: jax.Array, box_length: float | jax.Array | None = None
-) -> jax.Array:
-    """All pair displacement vectors ``d_ij = x_i - x_j``.
-
-    Args:
-        positions: ``[n_atoms, 3]`` array (Å, or reduced units for Lennard-Jones).
-        box_length: edge of a periodic cubic box in the same units, or ``None``
-            for a free cluster. With a box the minimum-image convention is used,
-            which is exact only for interactions shorter than half the box.
-
-    Returns:
-        ``[n_atoms, n_atoms, 3]`` array; ``[i, j]`` is ``x_i - x_j`` (zero on the
-        diagonal).
-    """
-    displacements = positions[:, None, :] - positions[None, :, :]
-    if box_length is not None:
-        displacements = displacements - box_length * jnp.round(
-            displacements / box_length
-        )
-    return displacements
-
-
 def _safe_norm(displacements: jax.Array) -> jax.Array:
     """Euclidean norm over the last axis, 0 with a zero gradient at the origin."""
     squared = jnp.sum(displacements**2, axis=-1)
@@ -95,7 +97,7 @@ def _safe_norm(displacements: jax.Array) -> jax.Array:
 
 
 def safe_pairwise_distances(
-    positions: jax.Array, box_length: float | jax.Array | None = None
+    positions: jax.Array, geometry: Geometry = FREE
 ) -> jax.Array:
     """All pair distances ``r_ij = |x_i - x_j|`` with a finite gradient everywhere.
 
@@ -105,12 +107,49 @@ def safe_pairwise_distances(
 
     Args:
         positions: ``[n_atoms, 3]`` array (Å, or reduced units).
-        box_length: periodic cubic box edge (minimum image), or ``None``.
+        geometry: free space or a periodic cell (minimum image).
 
     Returns:
         ``[n_atoms, n_atoms]`` symmetric array with zeros on the diagonal.
     """
-    return _safe_norm(pairwise_displacements(positions, box_length))
+    return _safe_norm(geometry.pair_displacements(positions))
+
+
+def smallest_cell_height(geometry: Geometry) -> float:
+    """Smallest distance between opposite faces of the periodic cell (length
+    units); ``inf`` in free space. Minimum image is exact for interactions
+    shorter than half of it."""
+    matrix = geometry.cell_matrix
+    if matrix is None:
+        return float("inf")
+    volume = abs(float(np.linalg.det(matrix)))
+    face_areas = [
+        np.linalg.norm(np.cross(matrix[(k + 1) % 3], matrix[(k + 2) % 3]))
+        for k in range(3)
+    ]
+    return float(volume / max(face_areas))
+
+
+def _per_geometry(factory):
+    """Caches ``factory(geometry)`` by geometry value, however it is called
+    (``f()``, ``f(FREE)`` and ``f(geometry=FREE)`` give the same object)."""
+    cached = functools.cache(factory)
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def wrapper(*args, **kwargs) -> EnergyFn:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        (geometry,) = bound.args
+        if not isinstance(geometry, Geometry):
+            raise TypeError(
+                f"{factory.__name__} takes a geometry.Geometry (FREE, "
+                f"periodic_cube(L), periodic_cell(cell)), got {geometry!r}"
+            )
+        return cached(geometry)
+
+    wrapper.cache_clear = cached.cache_clear
+    return wrapper
 
 
 def _off_diagonal(n_atoms: int) -> jax.Array:
@@ -122,29 +161,9 @@ def _off_diagonal(n_atoms: int) -> jax.Array:
 # --------------------------------------------------------------------------------
 
 
-def lennard_jones_energy(positions: jax.Array) -> jax.Array:
-    """Lennard-Jones cluster energy, reduced units (SPEC section 2).
-
-    ``E = sum_{i<j} (1/r_ij)^12 - 2 (1/r_ij)^6`` with eps = d0 = 1 and no cutoff:
-    the pair minimum is -1 at r = 1 (Cambridge Cluster Database convention).
-
-    Args:
-        positions: ``[n_atoms, 3]`` array, reduced units (d0 = 1).
-
-    Returns:
-        Scalar energy in units of eps. ``+inf`` if two atoms coincide.
-    """
-    n_atoms = positions.shape[0]
-    # LJ needs only r^2, and |x_i - x_j|^2 = |x_i|^2 + |x_j|^2 - 2 x_i.x_j avoids
-    # the [n, n, 3] displacement tensor: 1.5-3x faster on CPU for 75+ atoms and
-    # memory-light when batched. Centring first bounds the cancellation error
-    # (~1e-16 |x|^2, i.e. ~1e-14 for LJ309).
-    centred = positions - jnp.mean(positions, axis=0)
-    squared_norms = jnp.sum(centred**2, axis=-1)
-    squared_distances = (
-        squared_norms[:, None] + squared_norms[None, :] - 2.0 * centred @ centred.T
-    )
-    off_diagonal = _off_diagonal(n_atoms)
+def _lennard_jones_pair_sum(
+    squared_distances: jax.Array, off_diagonal: jax.Array
+) -> jax.Array:
     inverse_r2 = 1.0 / jnp.where(off_diagonal, squared_distances, 1.0)
     inverse_r6 = inverse_r2**3
     # Written as r^-6 (r^-6 - 2) so that coincident atoms give +inf or a huge
@@ -153,9 +172,49 @@ def lennard_jones_energy(positions: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(pair_energies)
 
 
-def lennard_jones_energy_fn() -> Callable[[jax.Array], jax.Array]:
-    """``energy_fn(positions [n, 3]) -> scalar`` for a Lennard-Jones cluster."""
-    return lennard_jones_energy
+@_per_geometry
+def lennard_jones(geometry: Geometry = FREE) -> EnergyFn:
+    """Lennard-Jones energy, reduced units (SPEC section 2).
+
+    ``E = sum_{i<j} (1/r_ij)^12 - 2 (1/r_ij)^6`` with eps = d0 = 1 and no cutoff:
+    the pair minimum is -1 at r = 1 (Cambridge Cluster Database convention).
+    In a periodic cell each pair interacts through its minimum image only
+    (no cutoff, so the energy jumps where a pair crosses half the cell).
+
+    Args:
+        geometry: free space (clusters, the default) or a periodic cell.
+
+    Returns:
+        ``energy_fn(positions [n, 3], parameters=None) -> scalar`` (units of eps,
+        ``+inf`` if two atoms coincide); the same object for equal geometries.
+    """
+    if geometry.periodic:
+
+        def energy_fn(positions: jax.Array, parameters: Any = None) -> jax.Array:
+            squared_distances = jnp.sum(
+                geometry.pair_displacements(positions) ** 2, axis=-1
+            )
+            return _lennard_jones_pair_sum(
+                squared_distances, _off_diagonal(positions.shape[0])
+            )
+
+        return energy_fn
+
+    def free_energy_fn(positions: jax.Array, parameters: Any = None) -> jax.Array:
+        # LJ needs only r^2, and |x_i - x_j|^2 = |x_i|^2 + |x_j|^2 - 2 x_i.x_j
+        # avoids the [n, n, 3] displacement tensor: 1.5-3x faster on CPU for 75+
+        # atoms and memory-light when batched. Centring first bounds the
+        # cancellation error (~1e-16 |x|^2, i.e. ~1e-14 for LJ309).
+        centred = positions - jnp.mean(positions, axis=0)
+        squared_norms = jnp.sum(centred**2, axis=-1)
+        squared_distances = (
+            squared_norms[:, None] + squared_norms[None, :] - 2.0 * centred @ centred.T
+        )
+        return _lennard_jones_pair_sum(
+            squared_distances, _off_diagonal(positions.shape[0])
+        )
+
+    return free_energy_fn
 
 
 # --------------------------------------------------------------------------------
@@ -163,149 +222,19 @@ def lennard_jones_energy_fn() -> Callable[[jax.Array], jax.Array]:
 # --------------------------------------------------------------------------------
 
 
-class GuptaParameters(NamedTuple):
-    """Gupta pair parameters, each a symmetric ``[n_species, n_species]`` array.
+class GuptaInput(NamedTuple):
+    """Parameters of a Gupta energy function: ``species`` ``[n]`` int indices into
+    the set's elements and the set's `GuptaParameters` (``[S, S]`` arrays).
 
-    Attributes:
-        p: repulsive exponent (dimensionless).
-        q: band (attractive) exponent (dimensionless).
-        r0: reference pair distance, Å.
-        A: repulsive prefactor, eV (the smaller number of a pair, SPEC decision).
-        xi: band-energy prefactor, eV (the larger number of a pair).
-    """
+    Both are traced: a batch may mix compositions and parameter sets of the same
+    atom count (``vmap`` over a stacked `GuptaInput`)."""
 
-    p: jax.Array
-    q: jax.Array
-    r0: jax.Array
-    A: jax.Array
-    xi: jax.Array
-
-
-class GuptaParameterSet(NamedTuple):
-    """A named Gupta parameter set.
-
-    Attributes:
-        name: set name, e.g. ``"AgAu"``.
-        elements: chemical symbols; species index ``s`` means ``elements[s]``.
-        parameters: `GuptaParameters` indexed by those species.
-    """
-
-    name: str
-    elements: tuple[str, ...]
+    species: jax.Array
     parameters: GuptaParameters
 
 
-def _gupta_parameter_set(
-    name: str,
-    elements: tuple[str, ...],
-    pairs: dict[tuple[str, str], tuple[float, float, float, float, float]],
-) -> GuptaParameterSet:
-    """Builds symmetric arrays from ``{(el1, el2): (p, q, r0, A, xi)}``."""
-    n_species = len(elements)
-    table = np.zeros((5, n_species, n_species))
-    for (first, second), values in pairs.items():
-        i, j = elements.index(first), elements.index(second)
-        table[:, i, j] = values
-        table[:, j, i] = values
-    if np.any(table[2] == 0.0):
-        raise ValueError(f"Gupta set {name!r} is missing a pair")
-    return GuptaParameterSet(
-        name=name,
-        elements=elements,
-        parameters=GuptaParameters(*(jnp.asarray(column) for column in table)),
-    )
-
-
-#: Named Gupta sets of SPEC section 2, values (p, q, r0 [Å], A [eV], xi [eV]).
-#: "Au" is the Garzon/Jellinek gold set of the Au55 benchmark (jax-md's
-#: ``gupta_gold55`` in RGL form); the bimetallic sets are Cleri-Rosato style.
-GUPTA_PARAMETER_SETS: dict[str, GuptaParameterSet] = {
-    "Au": _gupta_parameter_set(
-        "Au", ("Au",), {("Au", "Au"): (10.15, 4.13, 2.96, 0.204525, 1.727)}
-    ),
-    "AgAu": _gupta_parameter_set(
-        "AgAu",
-        ("Ag", "Au"),
-        {
-            ("Ag", "Ag"): (10.85, 3.18, 2.8921, 0.1031, 1.1895),
-            ("Ag", "Au"): (10.494, 3.607, 2.8885, 0.1488, 1.4874),
-            ("Au", "Au"): (10.139, 4.033, 2.885, 0.2096, 1.8153),
-        },
-    ),
-    "AgPt": _gupta_parameter_set(
-        "AgPt",
-        ("Ag", "Pt"),
-        {
-            ("Ag", "Ag"): (10.86, 3.18, 2.8921, 0.1031, 1.1895),
-            ("Ag", "Pt"): (10.73, 3.57, 2.833, 0.175, 1.79),
-            ("Pt", "Pt"): (10.612, 4.004, 2.7747, 0.2975, 2.695),
-        },
-    ),
-    "PdAu": _gupta_parameter_set(
-        "PdAu",
-        ("Pd", "Au"),
-        {
-            ("Pd", "Pd"): (10.867, 3.742, 2.7485, 0.1746, 1.718),
-            ("Pd", "Au"): (10.54, 3.89, 2.816, 0.19, 1.75),
-            # The paper prints 10.299, a typo for Cleri-Rosato's 10.229 (SPEC).
-            ("Au", "Au"): (10.229, 4.036, 2.884, 0.2061, 1.79),
-        },
-    ),
-    "PdPt": _gupta_parameter_set(
-        "PdPt",
-        ("Pd", "Pt"),
-        {
-            ("Pd", "Pd"): (10.867, 3.742, 2.7485, 0.1746, 1.718),
-            ("Pd", "Pt"): (10.74, 3.87, 2.76, 0.23, 2.2),
-            ("Pt", "Pt"): (10.612, 4.004, 2.7747, 0.2975, 2.695),
-        },
-    ),
-}
-
-
-def gupta_energy(
-    positions: jax.Array, species: jax.Array, parameters: GuptaParameters
-) -> jax.Array:
-    """Gupta (RGL) energy of a free cluster (SPEC section 2, paper App. A.2).
-
-    ``E = sum_i [ sum_{j!=i} A_ij exp(-p_ij (r_ij/r0_ij - 1))
-    - sqrt( sum_{j!=i} xi_ij^2 exp(-2 q_ij (r_ij/r0_ij - 1)) ) ]``, no cutoff.
-
-    Args:
-        positions: ``[n_atoms, 3]`` array, Å.
-        species: ``[n_atoms]`` int array, indices into the parameter set's elements.
-        parameters: `GuptaParameters` with ``[n_species, n_species]`` arrays.
-
-    Returns:
-        Scalar energy, eV. Finite even for coincident atoms (see module docstring).
-    """
-    n_atoms = positions.shape[0]
-    distances = safe_pairwise_distances(positions)
-    off_diagonal = _off_diagonal(n_atoms)
-    rows, columns = species[:, None], species[None, :]
-    p = parameters.p[rows, columns]
-    q = parameters.q[rows, columns]
-    r0 = parameters.r0[rows, columns]
-    prefactor = parameters.A[rows, columns]
-    xi = parameters.xi[rows, columns]
-    relative_stretch = distances / r0 - 1.0
-    repulsion = jnp.where(off_diagonal, prefactor * jnp.exp(-p * relative_stretch), 0.0)
-    density = jnp.sum(
-        jnp.where(off_diagonal, xi**2 * jnp.exp(-2.0 * q * relative_stretch), 0.0),
-        axis=1,
-    )
-    # A lone atom has zero density, where sqrt has an infinite derivative.
-    has_neighbours = density > 0.0
-    band = jnp.where(
-        has_neighbours, jnp.sqrt(jnp.where(has_neighbours, density, 1.0)), 0.0
-    )
-    return jnp.sum(repulsion) - jnp.sum(band)
-
-
-def gupta_energy_fn(
-    parameter_set: str | GuptaParameterSet, species
-) -> Callable[[jax.Array], jax.Array]:
-    """``energy_fn(positions [n, 3] Å) -> eV`` for one Gupta cluster composition.
+def gupta_input(parameter_set: str | GuptaParameterSet, species) -> GuptaInput:
+    """`GuptaInput` for ``species`` (``[n]`` int indices) of a parameter set.
 
     Args:
         parameter_set: a key of `GUPTA_PARAMETER_SETS` or a `GuptaParameterSet`.
@@ -318,11 +247,52 @@ def gupta_energy_fn(
                 f"{', '.join(GUPTA_PARAMETER_SETS)}"
             )
         parameter_set = GUPTA_PARAMETER_SETS[parameter_set]
-    parameters = parameter_set.parameters
-    species = jnp.asarray(species, dtype=jnp.int32)
+    return GuptaInput(jnp.asarray(species, dtype=jnp.int32), parameter_set.parameters)
 
-    def energy_fn(positions: jax.Array) -> jax.Array:
-        return gupta_energy(positions, species, parameters)
+
+@_per_geometry
+def gupta(geometry: Geometry = FREE) -> EnergyFn:
+    """Gupta (RGL) energy (SPEC section 2, paper App. A.2).
+
+    ``E = sum_i [ sum_{j!=i} A_ij exp(-p_ij (r_ij/r0_ij - 1))
+    - sqrt( sum_{j!=i} xi_ij^2 exp(-2 q_ij (r_ij/r0_ij - 1)) ) ]``, no cutoff
+    (in a periodic cell, minimum images only).
+
+    Args:
+        geometry: free space (clusters, the default) or a periodic cell.
+
+    Returns:
+        ``energy_fn(positions [n, 3] Å, parameters: GuptaInput) -> eV``, finite
+        even for coincident atoms (see module docstring); the same object for
+        equal geometries.
+    """
+
+    def energy_fn(positions: jax.Array, parameters: GuptaInput) -> jax.Array:
+        species, table = parameters
+        table = GuptaParameters(*(jnp.asarray(column) for column in table))
+        n_atoms = positions.shape[0]
+        distances = safe_pairwise_distances(positions, geometry)
+        off_diagonal = _off_diagonal(n_atoms)
+        rows, columns = species[:, None], species[None, :]
+        p = table.p[rows, columns]
+        q = table.q[rows, columns]
+        r0 = table.r0[rows, columns]
+        prefactor = table.A[rows, columns]
+        xi = table.xi[rows, columns]
+        relative_stretch = distances / r0 - 1.0
+        repulsion = jnp.where(
+            off_diagonal, prefactor * jnp.exp(-p * relative_stretch), 0.0
+        )
+        density = jnp.sum(
+            jnp.where(off_diagonal, xi**2 * jnp.exp(-2.0 * q * relative_stretch), 0.0),
+            axis=1,
+        )
+        # A lone atom has zero density, where sqrt has an infinite derivative.
+        has_neighbours = density > 0.0
+        band = jnp.where(
+            has_neighbours, jnp.sqrt(jnp.where(has_neighbours, density, 1.0)), 0.0
+        )
+        return jnp.sum(repulsion) - jnp.sum(band)
 
     return energy_fn
 
@@ -332,10 +302,9 @@ def gupta_energy_fn(
 # --------------------------------------------------------------------------------
 
 
-def stillinger_weber_energy(
-    positions: jax.Array, box_length: float | jax.Array
-) -> jax.Array:
-    """Stillinger-Weber silicon in a periodic cube (SPEC section 2, paper eq. 7).
+@_per_geometry
+def stillinger_weber(geometry: Geometry) -> EnergyFn:
+    """Stillinger-Weber silicon (SPEC section 2, paper eq. 7).
 
     ``E = sum_{i<j} phi2(r_ij) + sum_i sum_{j<k; j,k!=i} phi3(r_ij, r_ik, theta_jik)``
     with ``phi2 = A eps [B (sigma/r)^p - (sigma/r)^q] exp(sigma / (r - a sigma))``
@@ -344,22 +313,38 @@ def stillinger_weber_energy(
     eq. 7 prints only one of the two radial factors), all terms zero for
     r >= a sigma = 3.77118 Å. Parameters: `STILLINGER_WEBER_SILICON`.
 
-    The box must be at least twice the cutoff (minimum image); this function
-    cannot check a traced box, the calculator does.
-
     Args:
-        positions: ``[n_atoms, 3]`` array, Å.
-        box_length: edge of the periodic cube, Å (scalar, may be traced).
+        geometry: usually a periodic cell (a cube, or any parallelepiped) whose
+            smallest height is at least twice the cutoff (minimum image); free
+            space also works.
 
     Returns:
-        Scalar energy, eV. ``+inf`` if two atoms coincide.
+        ``energy_fn(positions [n, 3] Å, parameters=None) -> eV`` (``+inf`` if two
+        atoms coincide); the same object for equal geometries.
+
+    Raises:
+        ValueError: the cell is too small for the minimum-image convention.
     """
+    height = smallest_cell_height(geometry)
+    if height < 2 * STILLINGER_WEBER_CUTOFF:
+        raise ValueError(
+            f"periodic cell height {height:.5f} Å is smaller than twice the "
+            f"Stillinger-Weber cutoff ({2 * STILLINGER_WEBER_CUTOFF:.5f} Å)"
+        )
+
+    def energy_fn(positions: jax.Array, parameters: Any = None) -> jax.Array:
+        return _stillinger_weber_energy(geometry.pair_displacements(positions))
+
+    return energy_fn
+
+
+def _stillinger_weber_energy(displacements: jax.Array) -> jax.Array:
+    """SW energy from the ``[n, n, 3]`` (minimum-image) pair displacements."""
     parameters = STILLINGER_WEBER_SILICON
     sigma = parameters["sigma"]
     epsilon = parameters["epsilon"]
     cutoff = parameters["a"] * sigma
-    n_atoms = positions.shape[0]
-    displacements = pairwise_displacements(positions, box_length)
+    n_atoms = displacements.shape[0]
     distances = _safe_norm(displacements)
     # Past (1 - 1e-6) of the cutoff exp(sigma / (r - a sigma)) underflows to an
     # exact 0; masking there, not at the cutoff itself, keeps 1/(r - a sigma)^2
@@ -410,41 +395,35 @@ def stillinger_weber_energy(
     return jnp.where(coincident, jnp.inf, energy)
 
 
-def stillinger_weber_energy_fn(
-    box_length: float = SILICON_BOX_LENGTH,
-) -> Callable[[jax.Array], jax.Array]:
-    """``energy_fn(positions [n, 3] Å) -> eV`` for SW silicon in a periodic cube."""
-
-    def energy_fn(positions: jax.Array) -> jax.Array:
-        return stillinger_weber_energy(positions, box_length)
-
-    return energy_fn
-
-
 # --------------------------------------------------------------------------------
 # Soft spheres (harmonic initialization)
 # --------------------------------------------------------------------------------
 
 
-def soft_sphere_energy(
-    positions: jax.Array,
-    diameter: float | jax.Array,
-    box_length: float | jax.Array | None = None,
-) -> jax.Array:
+@_per_geometry
+def soft_sphere(geometry: Geometry = FREE) -> EnergyFn:
     """Soft-sphere repulsion of the harmonic initialization (SPEC 3, paper D.2).
 
     ``E = sum_{i<j} (1 - r_ij / s)^2 / 2`` for ``r_ij < s``, else 0.
 
     Args:
-        positions: ``[n_atoms, 3]`` array, same units as ``diameter``.
-        diameter: contact distance ``s``.
-        box_length: periodic cubic box edge (minimum image), or ``None``.
+        geometry: free space or a periodic cell (minimum image).
 
     Returns:
-        Scalar, dimensionless. Finite for coincident atoms (each pair gives 1/2).
+        ``energy_fn(positions [n, 3], parameters=s) -> scalar`` where the
+        parameter is the contact distance ``s`` (same units as the positions);
+        dimensionless, finite for coincident atoms (each pair gives 1/2). The
+        same object for equal geometries.
     """
-    n_atoms = positions.shape[0]
-    distances = safe_pairwise_distances(positions, box_length)
-    overlapping = _off_diagonal(n_atoms) & (distances < diameter)
-    pair_energies = jnp.where(overlapping, 0.5 * (1.0 - distances / diameter) ** 2, 0.0)
-    return 0.5 * jnp.sum(pair_energies)
+
+    def energy_fn(positions: jax.Array, parameters: float | jax.Array) -> jax.Array:
+        diameter = parameters
+        n_atoms = positions.shape[0]
+        distances = safe_pairwise_distances(positions, geometry)
+        overlapping = _off_diagonal(n_atoms) & (distances < diameter)
+        pair_energies = jnp.where(
+            overlapping, 0.5 * (1.0 - distances / diameter) ** 2, 0.0
+        )
+        return 0.5 * jnp.sum(pair_energies)
+
+    return energy_fn

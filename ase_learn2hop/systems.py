@@ -29,9 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ase_learn2hop import potentials
-from ase_learn2hop.features import N_SPECIES_DESCRIPTORS, StructureContext
+from ase_learn2hop.geometry import FREE, Geometry, periodic_cube
 from ase_learn2hop.initialization import harmonic_initialization
-from ase_learn2hop.search import broadcast_to_batch
+from ase_learn2hop.potentials import GuptaInput
+
+#: Number of physical species descriptors per atom (see `StructureContext`).
+N_SPECIES_DESCRIPTORS = 5
 
 #: Au55 global minimum with the Garzon parameters (SPEC decision on gold), eV.
 AU55_GLOBAL_MINIMUM = -181.89
@@ -39,12 +42,27 @@ AU55_GLOBAL_MINIMUM = -181.89
 SI64_REFERENCE_ENERGY = -277.537
 
 
-class GuptaInput(NamedTuple):
-    """Potential parameters of a Gupta system: ``species`` ``[n]`` int and the
-    set's `potentials.GuptaParameters` (``[S, S]`` arrays)."""
+class StructureContext(NamedTuple):
+    """What the optimizer knows about the system besides positions and gradients.
+
+    Attributes:
+        species: ``[n]`` int, species index of each atom (0 for one-element systems).
+        species_descriptors: ``[n, 5]`` float, physical description of each atom's
+            own kind (for Gupta: r0 / length_scale, p / 10, q / 10, A, xi in eV of
+            the pair with itself; zeros for Lennard-Jones and silicon), so that
+            weights transfer to elements never seen in training (SPEC decision).
+        length_scale: scalar, the potential's length scale l (d0 = 1 for LJ, r0
+            for Gupta in Å, sigma = 2.0951 Å for Stillinger-Weber). Radial features
+            and the learned step are in units of l.
+        geometry: the `geometry.Geometry` (free space or periodic cell). Static:
+            it has no array leaves, so it passes through ``jit``, ``vmap`` and
+            `broadcast_to_batch` unchanged.
+    """
 
     species: jax.Array
-    parameters: Any
+    species_descriptors: jax.Array
+    length_scale: jax.Array
+    geometry: Geometry = FREE
 
 
 class System(NamedTuple):
@@ -54,9 +72,13 @@ class System(NamedTuple):
         name: e.g. ``"lj13"``, ``"au55"``, ``"Ag35Au3"``, ``"si64"``.
         potential: ``"lj"``, ``"gupta"`` or ``"sw"``.
         n_atoms: number of atoms.
-        energy_fn: ``energy_fn(positions [n, 3], potential_parameters) -> scalar``.
-        potential_parameters: pytree passed to ``energy_fn``.
-        context: `StructureContext` for the learned optimizer's features.
+        energy_fn: ``energy_fn(positions [n, 3], potential_parameters) -> scalar``,
+            from the factories of `potentials` for the system's geometry (one
+            function object per geometry).
+        potential_parameters: pytree passed to ``energy_fn`` (``None`` for
+            Lennard-Jones and Stillinger-Weber, a `potentials.GuptaInput`).
+        context: `StructureContext` for the learned optimizer's features; its
+            ``geometry`` is the system's boundary conditions (`System.geometry`).
         start_box_size: cube edge of the random starting positions (clusters).
         start_diameter: soft-sphere diameter of the harmonic initialization.
         global_minimum: known global-minimum (or reference) energy, or ``None``.
@@ -77,19 +99,10 @@ class System(NamedTuple):
     symbols: tuple[str, ...]
     family: str
 
-
-def _lennard_jones(positions, potential_parameters):
-    return potentials.lennard_jones_energy(positions)
-
-
-def _gupta(positions, potential_parameters: GuptaInput):
-    return potentials.gupta_energy(
-        positions, potential_parameters.species, potential_parameters.parameters
-    )
-
-
-def _stillinger_weber(positions, potential_parameters):
-    return potentials.stillinger_weber_energy(positions, potential_parameters)
+    @property
+    def geometry(self) -> Geometry:
+        """The system's `geometry.Geometry` (``context.geometry``)."""
+        return self.context.geometry
 
 
 @functools.cache
@@ -122,7 +135,7 @@ def lennard_jones_system(n_atoms: int) -> System:
         name=f"lj{n_atoms}",
         potential="lj",
         n_atoms=n_atoms,
-        energy_fn=_lennard_jones,
+        energy_fn=potentials.lennard_jones(FREE),
         potential_parameters=None,
         context=context,
         start_box_size=3.0,
@@ -193,7 +206,7 @@ def gupta_system(
         name=name or formula(symbols),
         potential="gupta",
         n_atoms=n_atoms,
-        energy_fn=_gupta,
+        energy_fn=potentials.gupta(FREE),
         potential_parameters=GuptaInput(jnp.asarray(species), parameter_set.parameters),
         context=context,
         start_box_size=4.0,
@@ -205,31 +218,60 @@ def gupta_system(
 
 
 def silicon_system(
-    n_atoms: int = 64, box_length: float = potentials.SILICON_BOX_LENGTH
+    n_atoms: int = 64,
+    box_length: float = potentials.SILICON_BOX_LENGTH,
+    *,
+    geometry: Geometry | None = None,
 ) -> System:
-    """Stillinger-Weber silicon in a periodic cube of edge ``box_length`` Å."""
-    if box_length < 2 * potentials.STILLINGER_WEBER_CUTOFF:
-        raise ValueError(
-            f"periodic box {box_length} Å is smaller than twice the Stillinger-Weber "
-            f"cutoff ({2 * potentials.STILLINGER_WEBER_CUTOFF:.5f} Å)"
-        )
+    """Stillinger-Weber silicon in a periodic cell.
+
+    Args:
+        n_atoms: number of atoms.
+        box_length: edge of the periodic cube, Å (used when ``geometry`` is None).
+        geometry: any periodic `geometry.Geometry` (e.g. a sheared cell from
+            ``periodic_cell``) instead of the cube of edge ``box_length``.
+
+    Raises:
+        ValueError: the cell is not periodic, or a cell height is smaller than
+            twice the cutoff (minimum image).
+    """
+    if geometry is None:
+        if box_length < 2 * potentials.STILLINGER_WEBER_CUTOFF:
+            raise ValueError(
+                f"periodic box {box_length} Å is smaller than twice the "
+                f"Stillinger-Weber cutoff "
+                f"({2 * potentials.STILLINGER_WEBER_CUTOFF:.5f} Å)"
+            )
+        geometry = periodic_cube(box_length)
+    elif not geometry.periodic:
+        raise ValueError("silicon_system needs a periodic geometry")
+    # Raises for a cell too small for the minimum image.
+    energy_fn = potentials.stillinger_weber(geometry)
     context = StructureContext(
         species=jnp.zeros(n_atoms, dtype=jnp.int32),
         species_descriptors=jnp.zeros((n_atoms, N_SPECIES_DESCRIPTORS)),
         length_scale=jnp.asarray(potentials.STILLINGER_WEBER_LENGTH_SCALE),
-        box_length=jnp.asarray(box_length),
+        geometry=geometry,
     )
     reference = (
-        SI64_REFERENCE_ENERGY if (n_atoms == 64 and box_length == 10.862) else None
+        SI64_REFERENCE_ENERGY
+        if (n_atoms == 64 and geometry == periodic_cube(10.862))
+        else None
+    )
+    # Periodic starts fill the cell; start_box_size only matters for clusters.
+    start_box_size = (
+        geometry.box_length
+        if geometry.is_cube
+        else potentials.smallest_cell_height(geometry)
     )
     return System(
         name=f"si{n_atoms}",
         potential="sw",
         n_atoms=n_atoms,
-        energy_fn=_stillinger_weber,
-        potential_parameters=jnp.asarray(box_length),
+        energy_fn=energy_fn,
+        potential_parameters=None,
         context=context,
-        start_box_size=box_length,
+        start_box_size=start_box_size,
         start_diameter=potentials.SILICON_NEAREST_NEIGHBOUR_DISTANCE,
         global_minimum=reference,
         symbols=("Si",) * n_atoms,
@@ -301,30 +343,17 @@ def starting_structures(key: jax.Array, system: System, n_starts: int) -> jax.Ar
         n_starts,
         box_size=system.start_box_size,
         diameter=system.start_diameter,
-        box_length=system.context.box_length,
+        geometry=system.geometry,
         learning_rate=START_LEARNING_RATE,
     )
 
 
-_BOUND_ENERGY_FUNCTIONS: dict[str, Callable] = {}
-
-
-def bound_energy_fn(system: System) -> Callable[[jax.Array], jax.Array]:
-    """``energy_fn(positions)`` of ``system`` with its parameters bound.
-
-    One function object per system name, so that jitted drivers that take the
-    energy function as a static argument compile once per system.
-    """
-    if system.name not in _BOUND_ENERGY_FUNCTIONS:
-        _BOUND_ENERGY_FUNCTIONS[system.name] = functools.partial(
-            system.energy_fn, potential_parameters=system.potential_parameters
-        )
-    return _BOUND_ENERGY_FUNCTIONS[system.name]
-
-
-def batched(system: System, n_starts: int) -> tuple[StructureContext, Any]:
-    """The system's context and potential parameters with a leading batch axis."""
-    return (
-        broadcast_to_batch(system.context, n_starts),
-        broadcast_to_batch(system.potential_parameters, n_starts),
+def broadcast_to_batch(tree: Any, batch_size: int) -> Any:
+    """Give every array leaf of ``tree`` a leading axis of ``batch_size`` (static
+    leaves such as a `geometry.Geometry` are kept as they are)."""
+    return jax.tree_util.tree_map(
+        lambda leaf: jnp.broadcast_to(
+            jnp.asarray(leaf), (batch_size,) + jnp.shape(leaf)
+        ),
+        tree,
     )

@@ -215,3 +215,71 @@ def _unflatten(tensors: dict[str, np.ndarray], config, path: Path) -> Theta:
     return jax.tree_util.tree_map_with_path(
         lambda tree_path, _: jnp.asarray(tensors[_key(tree_path)]), template
     )
+
+
+# --------------------------------------------------------------------------------
+# Which weights fit which system
+# --------------------------------------------------------------------------------
+
+#: Shipped weights picked when none are named, in order of preference, by the
+#: system's family (`systems.System.family`), then by its potential.
+DEFAULT_WEIGHTS = {
+    "lj": ("lj", "lj13"),
+    "gupta:Au": ("au55", "bimetallic"),
+    "gupta:AgAu": ("agau", "bimetallic"),
+    "gupta": ("bimetallic",),
+    "sw": ("si64",),
+}
+
+
+class NoSuitableWeightsError(ValueError):
+    """No shipped weights fit this system, or the given weights do not fit it."""
+
+
+def weights_fit(weights: LearnedWeights, system_name: str, n_species: int) -> str:
+    """Why ``weights`` cannot run on a system of ``n_species`` species ("" when
+    they can): weights that see species were trained on at most a given number."""
+    trained = int(weights.manifest.get("max_species", 1))
+    if weights.config.features.species and n_species > trained:
+        return (
+            f"weights {weights.name!r} were trained on systems with at most "
+            f"{trained} species; {system_name} has {n_species}"
+        )
+    return ""
+
+
+def default_weights_for(family: str, potential: str, system_name: str) -> LearnedWeights:
+    """The shipped weights that fit a system, or a clear error.
+
+    Lennard-Jones clusters get ``lj`` (else ``lj13``), gold ``au55``, silver-gold
+    ``agau``, other bimetallic clusters ``bimetallic``, silicon ``si64``.
+    """
+    candidates = DEFAULT_WEIGHTS.get(family, DEFAULT_WEIGHTS.get(potential, ()))
+    available = available_pretrained()
+    for name in candidates:
+        if name in available:
+            return load_weights(name)
+    raise NoSuitableWeightsError(
+        f"no shipped weights fit {system_name} (looked for {candidates}; shipped: "
+        f"{available or 'none'}). Pass weights='path/to/weights.json' or train "
+        "your own with `learn2hop train`."
+    )
+
+
+def resolve_weights(
+    weights, family: str, potential: str, system_name: str, n_species: int
+) -> LearnedWeights:
+    """Loaded weights (given, by name or path, or the shipped default) that fit.
+
+    Raises:
+        NoSuitableWeightsError: none fit.
+        WeightFileError: a named weight file cannot be read.
+    """
+    if weights is None:
+        weights = default_weights_for(family, potential, system_name)
+    elif not isinstance(weights, LearnedWeights):
+        weights = load_weights(weights)
+    reason = weights_fit(weights, system_name, n_species)
+    if reason:
+        raise NoSuitableWeightsError(reason)
+    return weights

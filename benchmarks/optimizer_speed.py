@@ -26,7 +26,6 @@ from ase import Atoms
 from ase.calculators.lj import LennardJones as AseLennardJones
 from ase.optimize import FIRE
 
-import ase_learn2hop  # noqa: F401
 from ase_learn2hop import LearnedHopOptimizer, systems
 from ase_learn2hop.calculators import LennardJones
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, init_theta
@@ -59,6 +58,8 @@ def weights_for_timing(system) -> tuple[LearnedWeights, str]:
 
 
 def main() -> None:
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=50000)
     parser.add_argument("--starts", type=int, default=150)

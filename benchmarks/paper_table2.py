@@ -19,17 +19,25 @@ import sys
 import time
 from pathlib import Path
 
-import ase_learn2hop  # noqa: F401  (float64 before any array is made)
-from ase_learn2hop import benchmark, plots  # noqa: F401  (plots: loaded now)
+import jax
+
+from ase_learn2hop.benchmark import (
+    figures,  # noqa: F401  (Matplotlib loaded now, not after the first system)
+    orchestration,
+    protocol,
+    report,
+)
 
 BASELINES = ("adam", "fire", "basin_hopping", "ase_fire", "ase_basin_hopping")
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--systems", nargs="+", default=list(benchmark.DEFAULT_SYSTEMS))
+    parser.add_argument("--systems", nargs="+", default=list(protocol.DEFAULT_SYSTEMS))
     parser.add_argument("--methods", nargs="+", default=list(BASELINES))
-    parser.add_argument("--starts", type=int, default=benchmark.PAPER_STARTS)
+    parser.add_argument("--starts", type=int, default=protocol.PAPER_STARTS)
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--ase-starts", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -37,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
-    finished: list[benchmark.SystemResult] = []
+    finished: list[protocol.SystemResult] = []
     started = time.perf_counter()
     complete = True
     for name in args.systems:
-        settings = benchmark.BenchmarkSettings(
+        settings = protocol.BenchmarkSettings(
             systems=(name,),
             methods=tuple(args.methods),
             starts=args.starts,
@@ -50,14 +58,14 @@ def main(argv: list[str] | None = None) -> int:
             ase_starts=args.ase_starts,
         )
         system_started = time.perf_counter()
-        run = benchmark.run_benchmark(settings, quiet=args.quiet)
+        run = orchestration.run_benchmark(settings, quiet=args.quiet)
         finished.extend(run.systems)
         for result in run.systems:
-            print(benchmark.terminal_table(result), flush=True)
+            print(report.terminal_table(result), flush=True)
             print(f"({time.perf_counter() - system_started:.0f} s)\n", flush=True)
         complete = run.complete
-        overall = benchmark.BenchmarkRun(
-            benchmark.BenchmarkSettings(
+        overall = protocol.BenchmarkRun(
+            protocol.BenchmarkSettings(
                 systems=tuple(args.systems),
                 methods=tuple(args.methods),
                 starts=args.starts,
@@ -69,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             complete and name == args.systems[-1],
             time.perf_counter() - started,
         )
-        benchmark.write_outputs(overall, Path(args.out))
+        report.write_outputs(overall, Path(args.out))
         if not complete:
             print("interrupted: wrote what finished", file=sys.stderr)
             return 130

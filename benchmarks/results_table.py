@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from ase_learn2hop.benchmark import METHODS
+from ase_learn2hop.benchmark.protocol import METHOD_IDS
 
 PAPER_KEYS = {"adam": "adam", "fire": "fire", "basin_hopping": "basin_hopping"}
 
@@ -62,7 +62,7 @@ def merged_systems(paths: list[Path]) -> dict[str, dict]:
 
 
 def _ordered_rows(slot: dict) -> list[tuple[str, int]]:
-    return sorted(slot["methods"], key=lambda row: (METHODS.index(row[0]), row[1]))
+    return sorted(slot["methods"], key=lambda row: (METHOD_IDS.index(row[0]), row[1]))
 
 
 def markdown_table(merged: dict[str, dict]) -> str:
@@ -129,7 +129,8 @@ def write_figures(merged: dict[str, dict], out: Path) -> list[Path]:
     """Figure 5 per system and Figure 4 over the LJ sizes, from merged runs."""
     import numpy as np
 
-    from ase_learn2hop import plots, systems
+    from ase_learn2hop import systems
+    from ase_learn2hop.benchmark import figures
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -148,7 +149,7 @@ def write_figures(merged: dict[str, dict], out: Path) -> list[Path]:
         info = slot["info"]
         path = out / f"figure5_minima_{name}.png"
         title = f"{name}: {slot['key'][0]} starts"
-        plots.minima_distribution_figure(
+        figures.minima_distribution_figure(
             energies, info["global_minimum"], path, title=title
         )
         written.append(path)
@@ -180,7 +181,7 @@ def write_figures(merged: dict[str, dict], out: Path) -> list[Path]:
                         trained.add(int(system[2:]))
         global_minima = np.array([tabulated.get(int(n), np.nan) for n in n_atoms])
         path = out / "figure4_lj_sizes.png"
-        plots.size_sweep_figure(
+        figures.size_sweep_figure(
             n_atoms, global_minima, means, lowest, sorted(trained), path
         )
         written.append(path)
@@ -195,8 +196,9 @@ def _composition_figures(merged: dict[str, dict], out: Path) -> list[Path]:
 
     import numpy as np
 
-    from ase_learn2hop import plots
-    from ase_learn2hop.benchmark import composition_count, excess_energies_by_method
+    from ase_learn2hop.benchmark import figures
+    from ase_learn2hop.benchmark.analysis import excess_energies_by_method
+    from ase_learn2hop.benchmark.protocol import composition_count
 
     written = []
     groups = sorted({slot["info"]["group"] for slot in merged.values()} - {""})
@@ -220,7 +222,7 @@ def _composition_figures(merged: dict[str, dict], out: Path) -> list[Path]:
         excess = excess_energies_by_method(counts, lowest, total)
         order = np.argsort(counts)
         path = out / f"figure7_{group}_hull.png"
-        plots.composition_hull_figure(
+        figures.composition_hull_figure(
             counts[order],
             {label: values[order] for label, values in excess.items()},
             (first, second, total),

@@ -19,6 +19,8 @@ import json
 import time
 from pathlib import Path
 
+import jax
+
 from ase_learn2hop.training.loop import plot_meta_loss
 from ase_learn2hop.training.run import DEFAULTS, run_training
 
@@ -30,6 +32,8 @@ SETTINGS = {
 
 
 def main() -> None:
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--updates", type=int, default=60)
     parser.add_argument("--horizon", type=int, default=200)

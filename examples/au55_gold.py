@@ -18,7 +18,7 @@ from ase.io import write
 from ase.optimize.basin import BasinHopping
 
 from ase_learn2hop import LearnedHopOptimizer, systems
-from ase_learn2hop.benchmark import CountingCalculator, ForceBudgetExhausted
+from ase_learn2hop.benchmark.ase_tools import CountingCalculator, ForceBudgetExhausted
 from ase_learn2hop.calculators import Gupta
 from ase_learn2hop.optimizer import NoSuitableWeightsError
 
@@ -28,6 +28,8 @@ def fast_mode(args) -> bool:
 
 
 def main() -> None:
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, help="learned steps / force calls")
     parser.add_argument("--weights", help="weight file (default: shipped au55)")

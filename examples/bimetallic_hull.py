@@ -15,7 +15,11 @@ and ``bimetallic`` for the other pairs (PdPt is a pair they never saw); pass
 import argparse
 import os
 
-from ase_learn2hop import benchmark
+import jax
+
+from ase_learn2hop.benchmark.orchestration import run_benchmark
+from ase_learn2hop.benchmark.protocol import BenchmarkSettings
+from ase_learn2hop.benchmark.report import terminal_table, write_outputs
 
 
 def fast_mode(args) -> bool:
@@ -23,6 +27,8 @@ def fast_mode(args) -> bool:
 
 
 def main() -> None:
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", default="AgAu", help="AgAu, AgPt, PdAu or PdPt")
     parser.add_argument("--size", type=int, help="atoms per cluster (default 38)")
@@ -38,7 +44,7 @@ def main() -> None:
     compositions = args.compositions or (
         [0, 4, 8] if fast else list(range(0, size + 1, 4)) + [size]
     )
-    settings = benchmark.BenchmarkSettings(
+    settings = BenchmarkSettings(
         systems=(f"{args.pair}{size}",),
         compositions=tuple(compositions),
         methods=("learned", "basin_hopping")
@@ -50,11 +56,11 @@ def main() -> None:
         step_sizes=(0.4,) if fast else (0.2, 0.4, 0.6, 0.8),
         weights=args.weights,
     )
-    run = benchmark.run_benchmark(settings, quiet=fast)
+    run = run_benchmark(settings, quiet=fast)
     for result in run.systems:
-        print(benchmark.terminal_table(result))
+        print(terminal_table(result))
         print()
-    written = benchmark.write_outputs(run, args.out)
+    written = write_outputs(run, args.out)
     for path in written["figures"]:
         print(f"wrote {path}")
 

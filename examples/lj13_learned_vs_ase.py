@@ -20,7 +20,7 @@ from ase.optimize import FIRE
 from ase.optimize.basin import BasinHopping
 
 from ase_learn2hop import LearnedHopOptimizer, systems
-from ase_learn2hop.benchmark import CountingCalculator, ForceBudgetExhausted
+from ase_learn2hop.benchmark.ase_tools import CountingCalculator, ForceBudgetExhausted
 from ase_learn2hop.calculators import LennardJones
 from ase_learn2hop.optimizer import NoSuitableWeightsError
 
@@ -30,6 +30,8 @@ def fast_mode(args) -> bool:
 
 
 def main() -> None:
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, help="force-call budget per tool")
     parser.add_argument("--seed", type=int, default=0)

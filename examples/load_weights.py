@@ -30,6 +30,8 @@ def fast_mode(args) -> bool:
 
 
 def main() -> None:
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "weights",

@@ -18,7 +18,7 @@ from ase import Atoms
 from ase.optimize import FIRE
 
 from ase_learn2hop import LearnedHopOptimizer, systems
-from ase_learn2hop.benchmark import CountingCalculator, ForceBudgetExhausted
+from ase_learn2hop.benchmark.ase_tools import CountingCalculator, ForceBudgetExhausted
 from ase_learn2hop.calculators import StillingerWeber
 from ase_learn2hop.optimizer import NoSuitableWeightsError
 
@@ -28,6 +28,8 @@ def fast_mode(args) -> bool:
 
 
 def main() -> None:
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, help="learned steps / force calls")
     parser.add_argument("--weights", help="weight file (default: shipped si64)")
@@ -37,7 +39,7 @@ def main() -> None:
     budget = args.steps or (200 if fast_mode(args) else 20000)
 
     system = systems.system_from_name("si64")
-    box = float(system.context.box_length)
+    box = system.geometry.box_length
     start = np.asarray(
         systems.starting_structures(jax.random.key(args.seed), system, 1)[0]
     )

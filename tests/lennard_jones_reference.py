@@ -28,3 +28,9 @@ def random_cluster(n_atoms, seed, side=None, min_distance=0.85):
         if all(np.linalg.norm(candidate - other) > min_distance for other in positions):
             positions.append(candidate)
     return np.array(positions)
+
+
+def lennard_jones_energy_fn(positions, parameters):
+    """`lennard_jones_energy` in the package's ``energy_fn(positions, parameters)``
+    convention; ``parameters`` is ignored (Lennard-Jones has none)."""
+    return lennard_jones_energy(positions)

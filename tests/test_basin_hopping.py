@@ -10,18 +10,19 @@ import pytest
 from lennard_jones_reference import (
     LJ13_GLOBAL_MINIMUM_ENERGY,
     lennard_jones_energy,
+    lennard_jones_energy_fn,
     random_cluster,
 )
 
-import ase_learn2hop  # noqa: F401  (enables float64 before any array is made)
 from ase_learn2hop.basin_hopping import (
-    BASIN_HOPPING_STEP_SIZES,
     basin_hopping,
 )
-from ase_learn2hop.descent import adam_descent, polish, run_optimizer
+from ase_learn2hop.descent import adam_descent
+from ase_learn2hop.driver import polish_batch, run_batched
+from ase_learn2hop.geometry import FREE, periodic_cube
 
 
-def flat_energy(positions):
+def flat_energy(positions, parameters):
     """Zero everywhere: no force, so only the perturbations move the atoms."""
     return 0.0 * jnp.sum(positions)
 
@@ -34,15 +35,11 @@ def lj13_starts(count):
     )
 
 
-def test_step_sizes_are_the_papers():
-    assert BASIN_HOPPING_STEP_SIZES == (0.2, 0.4, 0.6, 0.8)
-
-
 # Calls of the energy function counted at run time, inside the compiled search.
 _energy_calls = []
 
 
-def counted_lennard_jones_energy(positions):
+def counted_lennard_jones_energy(positions, parameters):
     jax.debug.callback(lambda: _energy_calls.append(1))
     return lennard_jones_energy(positions)
 
@@ -69,15 +66,16 @@ def test_first_descent_is_a_plain_adam_descent():
     starts = lj13_starts(3)
     descent_steps = 50
     result = basin_hopping(
-        lennard_jones_energy,
+        lennard_jones_energy_fn,
         starts,
         descent_steps + 1,
         jax.random.key(1),
         descent_steps=descent_steps,
     )
-    adam = run_optimizer(*adam_descent(lennard_jones_energy, 1e-2), starts, 50)
-    np.testing.assert_allclose(result.positions, adam.positions, atol=1e-10)
-    np.testing.assert_allclose(result.energy, adam.energy, rtol=1e-10)
+    adam = run_batched(adam_descent(lennard_jones_energy_fn, 1e-2), starts, 50).carry
+    np.testing.assert_allclose(result.positions, adam.state.positions, atol=1e-10)
+    np.testing.assert_allclose(result.energy, adam.state.energy, rtol=1e-10)
+    np.testing.assert_allclose(result.best_energy, adam.best_energy, rtol=1e-10)
     assert result.n_hops == 1
     assert jnp.all(result.accepted == 0)
 
@@ -119,7 +117,7 @@ def test_basin_hopping_beats_a_single_adam_descent_on_lj13():
     starts = lj13_starts(32)
     descent_steps, n_hops = 300, 40
     result = basin_hopping(
-        lennard_jones_energy,
+        lennard_jones_energy_fn,
         starts,
         n_hops * (descent_steps + 1),
         jax.random.key(3),
@@ -127,10 +125,19 @@ def test_basin_hopping_beats_a_single_adam_descent_on_lj13():
         descent_steps=descent_steps,
         record_every=1000,
     )
-    single = run_optimizer(
-        *adam_descent(lennard_jones_energy, 1e-2), starts, descent_steps
+    single = run_batched(
+        adam_descent(lennard_jones_energy_fn, 1e-2), starts, descent_steps
+    ).carry.state
+    # One record every 1000 steps, at the steps the driver reports (it also
+    # records the current energy after the last, partial block).
+    steps = n_hops * (descent_steps + 1) - 1
+    record_steps = np.asarray(result.run.record_steps)
+    np.testing.assert_array_equal(
+        record_steps[: steps // 1000], 1000 * np.arange(1, steps // 1000 + 1)
     )
-    assert result.energy_trajectory.shape == (32, n_hops * (descent_steps + 1) // 1000)
+    assert set(record_steps[steps // 1000 :]) <= {steps}
+    assert result.energy_trajectory.shape == (32, len(record_steps))
+    np.testing.assert_array_equal(result.run.carry.force_calls, steps + 1)
 
     # Never worse than its own first local minimum (the same Adam descent, up to
     # rounding), and the greedy chain ends at its lowest accepted minimum.
@@ -140,8 +147,12 @@ def test_basin_hopping_beats_a_single_adam_descent_on_lj13():
         jax.vmap(lennard_jones_energy)(result.positions), result.energy, rtol=1e-12
     )
 
-    hopped = polish(lennard_jones_energy, result.best_positions).energy
-    descended = polish(lennard_jones_energy, single.positions).energy
+    _, hopped = polish_batch(
+        lennard_jones_energy_fn, result.best_positions, None, FREE, 1000, 1e-3
+    )
+    _, descended = polish_batch(
+        lennard_jones_energy_fn, single.positions, None, FREE, 1000, 1e-3
+    )
     assert jnp.all(hopped >= LJ13_GLOBAL_MINIMUM_ENERGY - 1e-6)
     improvable = descended > LJ13_GLOBAL_MINIMUM_ENERGY + 1e-3
     improved = hopped < descended - 1e-3
@@ -152,10 +163,10 @@ def test_basin_hopping_beats_a_single_adam_descent_on_lj13():
     assert hopped.mean() < descended.mean() - 1.0
 
 
-def test_box_length_keeps_positions_in_the_cell():
+def test_periodic_cube_keeps_positions_in_the_cell():
     box_length = 3.0
 
-    def periodic_energy(positions):
+    def periodic_energy(positions, parameters):
         return -jnp.sum(jnp.cos(2 * jnp.pi * positions / box_length))
 
     starts = jnp.asarray(np.random.default_rng(0).uniform(0.0, 3.0, size=(2, 5, 3)))
@@ -166,12 +177,33 @@ def test_box_length_keeps_positions_in_the_cell():
         jax.random.key(4),
         descent_steps=9,
         step_size=0.8,
-        box_length=box_length,
+        geometry=periodic_cube(box_length),
     )
     for positions in (result.positions, result.best_positions):
         assert jnp.all((positions >= 0.0) & (positions < box_length))
 
 
-def test_rejects_an_empty_budget():
-    with pytest.raises(ValueError, match="budget"):
-        basin_hopping(lennard_jones_energy, lj13_starts(1), 0, jax.random.key(0))
+@pytest.mark.parametrize(
+    "budget, options, message",
+    [
+        (0, {}, "budget"),
+        (10.5, {}, "budget"),
+        (10, {"descent_steps": 0}, "descent_steps"),
+        (10, {"step_size": 0.0}, "step_size"),
+        (10, {"temperature": -1.0}, "temperature"),
+    ],
+)
+def test_rejects_bad_input(budget, options, message):
+    with pytest.raises(ValueError, match=message):
+        basin_hopping(
+            lennard_jones_energy_fn,
+            lj13_starts(1),
+            budget,
+            jax.random.key(0),
+            **options,
+        )
+
+
+def test_rejects_unbatched_positions():
+    with pytest.raises(ValueError, match="batch"):
+        basin_hopping(lennard_jones_energy_fn, lj13_starts(1)[0], 10, jax.random.key(0))

@@ -16,12 +16,14 @@ from ase import Atoms
 from ase.calculators.lj import LennardJones as AseLennardJones
 from scipy.spatial import ConvexHull
 
-import ase_learn2hop  # noqa: F401  (float64 before any array is made)
-from ase_learn2hop import benchmark, cli, potentials, systems
+from ase_learn2hop import cli, potentials, systems
+from ase_learn2hop.benchmark import analysis, command, orchestration, protocol, runners
+from ase_learn2hop.benchmark import figures as benchmark_figures
+from ase_learn2hop.benchmark import report as benchmark_report
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, init_theta
 from ase_learn2hop.weights import save_weights
 
-ALL_METHODS = list(benchmark.METHODS)
+ALL_METHODS = list(protocol.METHODS)
 # Cambridge Cluster Database, putative global minima (reduced units).
 PUBLISHED_LJ_MINIMA = {
     7: -16.505384,
@@ -75,9 +77,9 @@ def lj7():
 def test_baselines_end_in_local_minima_by_ases_own_calculator(lj7):
     system, starts = lj7
     variants = [
-        benchmark.run_local_descent(system, "adam", starts, 1000, 0.01),
-        benchmark.run_local_descent(system, "fire", starts, 1000, 0.01),
-        benchmark.run_paper_basin_hopping(system, starts, 2000, jax.random.key(1), 0.4),
+        runners.run_local_descent(system, "adam", starts, 1000, 0.01),
+        runners.run_local_descent(system, "fire", starts, 1000, 0.01),
+        runners.run_paper_basin_hopping(system, starts, 2000, jax.random.key(1), 0.4),
     ]
     for variant in variants:
         for energy, positions in zip(variant.energies, variant.positions):
@@ -95,7 +97,7 @@ def counted_lennard_jones(counter):
             lambda _: counter.__setitem__("calls", counter["calls"] + 1),
             positions[0, 0],
         )
-        return potentials.lennard_jones_energy(positions)
+        return potentials.lennard_jones()(positions, None)
 
     return energy_fn
 
@@ -107,11 +109,11 @@ def test_basin_hopping_spends_exactly_its_budget():
     )
     starts = systems.starting_structures(jax.random.key(2), system, 2)
     budget = 95  # 9-step descents: 9 full ones and a truncated last one
-    variant = benchmark.run_paper_basin_hopping(
+    variant = runners.run_paper_basin_hopping(
         system, starts, budget, jax.random.key(3), 0.6, descent_steps=9
     )
     jax.effects_barrier()
-    polish = 2 * (benchmark.descent.POLISH_STEPS + 1)
+    polish = 2 * (runners.descent.POLISH_STEPS + 1)
     assert variant.energy_evaluations.tolist() == [budget + polish] * 2
     assert counter["calls"] == int(variant.energy_evaluations.sum())
     assert variant.extra["descents"] == 10
@@ -123,7 +125,7 @@ def test_local_descent_charges_steps_plus_one_and_the_polish():
         name="lj6-counted-adam", energy_fn=counted_lennard_jones(counter)
     )
     starts = systems.starting_structures(jax.random.key(2), system, 2)
-    variant = benchmark.run_local_descent(system, "adam", starts, 57, 0.01)
+    variant = runners.run_local_descent(system, "adam", starts, 57, 0.01)
     jax.effects_barrier()
     assert counter["calls"] == int(variant.energy_evaluations.sum())
     assert variant.energy_evaluations.tolist() == [58 + 2 * 1001] * 2
@@ -134,11 +136,11 @@ def test_global_minimum_hits_use_the_relative_tolerance():
     energies = np.array(
         [minimum, minimum * (1 - 0.9e-3), minimum * (1 - 1.1e-3), np.nan]
     )
-    summary = benchmark.summarize(energies, minimum)
+    summary = protocol.summarize(energies, minimum)
     assert summary["global_minimum_hits"] == 2
     assert summary["failed"] == 1
     assert summary["min"] == pytest.approx(minimum)
-    assert benchmark.summarize(energies, None)["global_minimum_hits"] is None
+    assert protocol.summarize(energies, None)["global_minimum_hits"] is None
 
 
 @pytest.fixture(scope="module")
@@ -176,14 +178,14 @@ def test_benchmark_json_has_every_method_and_system(cli_run):
         methods = entry["methods"]
         assert len(methods["adam"]["variants"]) == 2
         assert len(methods["fire"]["variants"]) == 2
-        # Learned: 2 cycles of horizon 20, each 1 + 20 + 2 x 1000 evaluations.
-        assert methods["learned"]["best"]["energy_evaluations"] == [2 * 2021] * 3
+        # Two cycles of 1 + 20 learned steps and two polishes of 1001 force calls.
+        assert methods["learned"]["best"]["energy_evaluations"] == [2 * 2023] * 3
         # ASE BasinHopping hops until its 40 force calls are spent; + polish.
         assert methods["ase_basin_hopping"]["best"]["energy_evaluations"] == [40 + 1001]
         assert methods["ase_fire"]["best"]["energy_evaluations"][0] <= 40 + 1001
         assert methods["basin_hopping"]["best"]["energy_evaluations"] == [40 + 2002] * 3
     markdown = (out / "benchmark.md").read_text()
-    for label in benchmark.METHOD_LABELS.values():
+    for label in (method.label for method in protocol.METHODS.values()):
         assert label in markdown
 
 
@@ -197,14 +199,14 @@ def test_each_figure_is_written(cli_run, tmp_path):
     # is tested here).
     sweep = []
     for size in (8, 9):
-        result = benchmark.SystemResult(f"lj{size}", size, "lj", None, 2, 10, "lj8-9")
-        variant = benchmark.VariantResult(
+        result = protocol.SystemResult(f"lj{size}", size, "lj", None, 2, 10, "lj8-9")
+        variant = protocol.VariantResult(
             {}, np.array([-18.0, -19.0]), np.ones(2), -np.ones(2), 0.0, np.zeros(2)
         )
-        result.methods["fire"] = benchmark.MethodResult("fire", variants=[variant])
+        result.methods["fire"] = protocol.MethodResult("fire", variants=[variant])
         sweep.append(result)
-    figures = benchmark.write_figures(
-        benchmark.BenchmarkRun(benchmark.BenchmarkSettings(), sweep, True, 0.0),
+    figures = benchmark_figures.write_figures(
+        protocol.BenchmarkRun(protocol.BenchmarkSettings(), sweep, True, 0.0),
         tmp_path,
     )
     assert figures == [tmp_path / "figure4_lj_sizes.png"]
@@ -213,8 +215,8 @@ def test_each_figure_is_written(cli_run, tmp_path):
     # Figure 7 and the learned optimizer skipped where the weights do not fit
     # (one-species weights on a two-species cluster).
     one_species = hand_set_weights(tmp_path / "one_species", max_species=1)
-    run = benchmark.run_benchmark(
-        benchmark.BenchmarkSettings(
+    run = orchestration.run_benchmark(
+        protocol.BenchmarkSettings(
             systems=("AgAu4",),
             compositions=(2,),
             methods=("learned", "basin_hopping"),
@@ -225,7 +227,7 @@ def test_each_figure_is_written(cli_run, tmp_path):
         )
     )
     assert [r.name for r in run.systems] == ["Ag4Au0", "Ag2Au2", "Ag0Au4"]
-    written = benchmark.write_outputs(run, tmp_path / "scan")
+    written = benchmark_report.write_outputs(run, tmp_path / "scan")
     assert written["figures"] == [tmp_path / "scan" / "figure7_AgAu4_hull.png"]
     report = json.loads(written["json"].read_text())
     assert list(report["systems"]) == ["Ag4Au0", "Ag2Au2", "Ag0Au4"]
@@ -235,29 +237,29 @@ def test_each_figure_is_written(cli_run, tmp_path):
     assert learned["status"] == "skipped"
     assert "at most 1 species" in learned["reason"]
     assert report["systems"]["Ag4Au0"]["methods"]["learned"]["status"] == "ok"
-    assert "skipped, no weights fit" in benchmark.terminal_table(run.systems[1])
+    assert "skipped, no weights fit" in benchmark_report.terminal_table(run.systems[1])
 
 
 def test_lennard_jones_sweep_uses_the_tabulated_global_minima():
-    names = benchmark.expand_system_names(["lj10-100"])
+    names = protocol.expand_system_names(["lj10-100"])
     assert [name for name, _, _ in names] == [f"lj{n}" for n in range(10, 101)]
     for name, group, _ in names:
         assert group == "lj10-100"
         size = int(name[2:])
         if size in PUBLISHED_LJ_MINIMA:
-            system = benchmark.build_system(name)
+            system = protocol.build_system(name)
             assert system.global_minimum == pytest.approx(
                 PUBLISHED_LJ_MINIMA[size], abs=1e-6
             )
     results = []
     for size in (11, 10):
-        result = benchmark.SystemResult(f"lj{size}", size, "lj", None, 1, 1, "lj")
-        variant = benchmark.VariantResult(
+        result = protocol.SystemResult(f"lj{size}", size, "lj", None, 1, 1, "lj")
+        variant = protocol.VariantResult(
             {}, np.array([-30.0]), np.array([1]), np.array([-1]), 0.0, np.array([0.0])
         )
-        result.methods["adam"] = benchmark.MethodResult("adam", variants=[variant])
+        result.methods["adam"] = protocol.MethodResult("adam", variants=[variant])
         results.append(result)
-    sizes, global_minima, means, lowest, _ = benchmark.size_sweep_data(results)
+    sizes, global_minima, means, lowest, _ = analysis.size_sweep_data(results)
     assert sizes.tolist() == [10, 11]
     np.testing.assert_allclose(
         global_minima, [PUBLISHED_LJ_MINIMA[10], PUBLISHED_LJ_MINIMA[11]], atol=1e-6
@@ -267,7 +269,7 @@ def test_lennard_jones_sweep_uses_the_tabulated_global_minima():
 
 
 def test_composition_scan_names_and_excess_energy():
-    names = benchmark.expand_system_names(["PdPt38"], compositions=[3, 19])
+    names = protocol.expand_system_names(["PdPt38"], compositions=[3, 19])
     assert [name for name, _, _ in names] == [
         "Pd38Pt0",
         "Pd35Pt3",
@@ -276,10 +278,10 @@ def test_composition_scan_names_and_excess_energy():
     ]
     counts = np.array([0, 10, 20])
     # Energies linear in m have no excess energy; the endpoints never do.
-    assert benchmark.excess_energies(counts, -3.0 - 0.1 * counts, 20) == pytest.approx(
+    assert analysis.excess_energies(counts, -3.0 - 0.1 * counts, 20) == pytest.approx(
         np.zeros(3)
     )
-    excess = benchmark.excess_energies(counts, np.array([-1.0, -2.5, -2.0]), 20)
+    excess = analysis.excess_energies(counts, np.array([-1.0, -2.5, -2.0]), 20)
     assert excess == pytest.approx([0.0, -1.0, 0.0])
 
 
@@ -295,11 +297,11 @@ def test_lower_convex_hull_matches_scipy():
         if eq[1] < 0
         for v in simplex
     }
-    assert set(benchmark.lower_convex_hull(x, y).tolist()) == lower
+    assert set(analysis.lower_convex_hull(x, y).tolist()) == lower
 
 
 def test_ctrl_c_keeps_what_finished(monkeypatch, tmp_path, lj7):
-    real_run_method = benchmark.run_method
+    real_run_method = orchestration.run_method
     calls = []
 
     def interrupted_second_method(*args, **kwargs):
@@ -308,19 +310,19 @@ def test_ctrl_c_keeps_what_finished(monkeypatch, tmp_path, lj7):
             raise KeyboardInterrupt
         return real_run_method(*args, **kwargs)
 
-    monkeypatch.setattr(benchmark, "run_method", interrupted_second_method)
-    settings = benchmark.BenchmarkSettings(
+    monkeypatch.setattr(orchestration, "run_method", interrupted_second_method)
+    settings = protocol.BenchmarkSettings(
         systems=("lj7", "lj8"),
         methods=("adam", "fire"),
         starts=2,
         steps=20,
         learning_rates=(0.01,),
     )
-    run = benchmark.run_benchmark(settings)
+    run = orchestration.run_benchmark(settings)
     assert not run.complete
     assert [r.name for r in run.systems] == ["lj7"]
     assert list(run.systems[0].methods) == ["adam"]
-    status = benchmark.report(run, tmp_path, figures=False, quiet=True)
+    status = benchmark_report.report(run, tmp_path, figures=False, quiet=True)
     assert status == 130
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert report["complete"] is False
@@ -334,7 +336,7 @@ def test_update_magnitude_at_minimum_is_zero_for_untrained_weights():
     system = systems.lennard_jones_system(7)
     config = LearnedOptimizerConfig()
     theta = init_theta(jax.random.key(0), config)
-    magnitudes = benchmark.update_magnitude_at_minimum(
+    magnitudes = runners.update_magnitude_at_minimum(
         theta,
         config,
         system.energy_fn,
@@ -347,48 +349,54 @@ def test_update_magnitude_at_minimum_is_zero_for_untrained_weights():
     assert np.all(np.asarray(magnitudes) == 0.0)
 
 
-def test_learned_cycles_match_the_library_search(tmp_path, lj7):
-    """The benchmark's recorded cycles give what `learned_search_in_cycles` (the
-    semantics of `LearnedHopOptimizer.run`) gives, evaluations included."""
+def test_learned_runner_is_cycles_of_the_one_cycle_search(tmp_path, lj7):
+    """The benchmark's learned runner gives, per start, the lowest minimum of
+    cycles run by hand with `search.learned_search` (each cycle from the polished
+    last structure of the one before), and charges 1 + H + 2 x 1001 per cycle."""
     from ase_learn2hop import search
     from ase_learn2hop.weights import load_weights
 
     system, starts = lj7
     weights = load_weights(hand_set_weights(tmp_path / "hand_set"))
     # Two cycles of 20 steps: the shapes of the CLI run above (compiled once).
-    variant, figure_data = benchmark.run_learned(system, starts, 40, weights)
-    context, parameters = systems.batched(system, starts.shape[0])
-    reference = search.learned_search_in_cycles(
-        weights.theta,
-        weights.config,
-        system.energy_fn,
-        starts,
-        context,
-        parameters,
-        n_steps=40,
-        horizon=weights.horizon,
-    )
-    np.testing.assert_allclose(variant.energies, reference.best_energy, atol=1e-10)
-    assert (
-        variant.energy_evaluations.tolist()
-        == np.asarray(reference.energy_evaluations).tolist()
-    )
+    variant, figure_data = runners.run_learned(system, starts, 40, weights)
+    for index, start in enumerate(starts):
+        positions, lowest = start, np.inf
+        for _ in range(2):
+            result, _ = search.learned_search(
+                weights.theta,
+                weights.config,
+                system.energy_fn,
+                positions,
+                system.context,
+                system.potential_parameters,
+                n_steps=weights.horizon,
+            )
+            lowest = min(lowest, float(result.best_energy))
+            positions = result.final_positions
+        np.testing.assert_allclose(variant.energies[index], lowest, atol=1e-10)
+    per_cycle = 1 + weights.horizon + 2 * 1001
+    assert variant.energy_evaluations.tolist() == [2 * per_cycle] * len(starts)
     assert variant.record_steps[-1] == 40
-    assert figure_data["single_energy"].shape == (40,)
+    assert figure_data["single_energy"].shape == (20,)
     assert figure_data["held_update_magnitude"].shape == (20,)
 
 
 def test_quick_mode_and_explicit_flags():
     parser = cli.build_parser()
-    quick = benchmark.settings_from_args(
+    quick = command.settings_from_args(
         parser.parse_args(["benchmark", "--quick", "--starts", "4"]),
         ["lj13"],
-        benchmark.METHODS,
+        protocol.METHOD_IDS,
     )
     assert (quick.starts, quick.steps, quick.ase_starts) == (4, 2000, 3)
-    full = benchmark.settings_from_args(
-        parser.parse_args(["benchmark"]), ["lj13"], benchmark.METHODS
+    full = command.settings_from_args(
+        parser.parse_args(["benchmark"]), ["lj13"], protocol.METHOD_IDS
     )
     assert (full.starts, full.steps) == (150, 50000)
+    # A default run sweeps the paper's grids (appendix C.1): Adam and FIRE at these
+    # learning rates, basin hopping at these step sizes.
+    assert tuple(full.learning_rates) == (0.01, 0.005, 0.001)
+    assert tuple(full.step_sizes) == (0.2, 0.4, 0.6, 0.8)
     compare = parser.parse_args(["compare"])
-    assert compare.system == "lj13" and compare.handler is benchmark.compare_command
+    assert compare.system == "lj13" and compare.handler is command.compare_command

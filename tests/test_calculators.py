@@ -13,7 +13,6 @@ from ase.cluster import Icosahedron
 from ase.io import read
 from ase.optimize import FIRE
 
-import ase_learn2hop  # noqa: F401  (float64)
 from ase_learn2hop import potentials
 from ase_learn2hop.calculators import (
     CalculatorInputError,
@@ -27,7 +26,9 @@ from ase_learn2hop.calculators import (
     UnknownParameterSetError,
     UnsupportedCellError,
     UnsupportedElementError,
+    geometry_from_atoms,
 )
+from ase_learn2hop.geometry import FREE, periodic_cell, periodic_cube
 
 DATA = Path(__file__).parent / "data"
 
@@ -95,6 +96,7 @@ def test_stillinger_weber_calculator_reference_energy_and_matscipy():
     atoms.calc = StillingerWeber()
     assert atoms.get_potential_energy() == pytest.approx(-277.537, abs=1e-3)
     assert atoms.calc.box_length == pytest.approx(potentials.SILICON_BOX_LENGTH)
+    assert atoms.calc.geometry == periodic_cube(potentials.SILICON_BOX_LENGTH)
 
     manybody = pytest.importorskip("matscipy.calculators.manybody")
     from matscipy.calculators.manybody.explicit_forms import StillingerWeber as Form
@@ -197,7 +199,8 @@ def test_system_descriptions():
 
 def test_generic_jax_calculator():
     atoms = Atoms("X2", positions=[[0, 0, 0], [0, 0, 1.2]])
-    atoms.calc = JaxCalculator(potentials.lennard_jones_energy)
+    energy_fn = potentials.lennard_jones()
+    atoms.calc = JaxCalculator(lambda positions: energy_fn(positions, None))
     assert atoms.get_potential_energy() == pytest.approx(1.2**-12 - 2 * 1.2**-6)
 
 
@@ -227,12 +230,53 @@ def test_stillinger_weber_rejects_non_periodic_system():
         atoms.get_potential_energy()
 
 
-def test_stillinger_weber_rejects_non_cubic_cell():
+def test_stillinger_weber_general_cell_matches_matscipy():
+    manybody = pytest.importorskip("matscipy.calculators.manybody")
+    from matscipy.calculators.manybody.explicit_forms import StillingerWeber as Form
+    from matscipy.calculators.manybody.explicit_forms.stillinger_weber import (
+        Stillinger_Weber_PRB_31_5262_Si,
+    )
+
+    parameters = dict(Stillinger_Weber_PRB_31_5262_Si, epsilon=2.16826)
+    parameters["costheta0"] = 1.0 / 3.0
     atoms = silicon_64()
-    atoms.set_cell([10.862, 10.862, 11.5], scale_atoms=True)
+    cell = np.array(atoms.cell)
+    cell[2] = [2.0, -1.5, 11.5]  # stretched and sheared: triclinic
+    atoms.set_cell(cell, scale_atoms=True)
+    atoms.rattle(0.1, seed=9)
     atoms.calc = StillingerWeber()
-    with pytest.raises(UnsupportedCellError, match="cubic"):
+    energy = atoms.get_potential_energy()
+    assert atoms.calc.geometry == periodic_cell(cell)
+    assert atoms.calc.box_length is None
+    reference = atoms.copy()
+    reference.calc = manybody.Manybody(**Form(parameters))
+    assert energy == pytest.approx(reference.get_potential_energy(), abs=1e-8)
+    np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=1e-8)
+
+
+def test_stillinger_weber_rejects_thin_sheared_cell():
+    atoms = silicon_64()
+    cell = np.array(atoms.cell)
+    cell[1] = [9.0, 6.0, 0.0]  # 6 Å between the faces spanned by a1 and a3
+    atoms.set_cell(cell, scale_atoms=True)
+    atoms.calc = StillingerWeber()
+    with pytest.raises(
+        UnsupportedCellError, match=r"smallest cell height 6\.00000 Å.*7\.54236 Å"
+    ):
         atoms.get_potential_energy()
+
+
+def test_geometry_from_atoms():
+    assert geometry_from_atoms(lennard_jones_13()) == FREE
+    assert geometry_from_atoms(silicon_64()) == periodic_cube(10.862)
+    atoms = silicon_64()
+    atoms.set_cell([10.862, 10.862, 11.5])
+    assert geometry_from_atoms(atoms) == periodic_cell(np.diag([10.862, 10.862, 11.5]))
+    atoms.pbc = [True, True, False]
+    assert geometry_from_atoms(atoms) == FREE
+    flat = Atoms("Si", cell=[[1, 0, 0], [2, 0, 0], [0, 0, 1]], pbc=True)
+    with pytest.raises(UnsupportedCellError, match="degenerate"):
+        geometry_from_atoms(flat)
 
 
 def test_stillinger_weber_rejects_small_cell():

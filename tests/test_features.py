@@ -6,28 +6,29 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import ase_learn2hop  # noqa: F401  (float64)
 from ase_learn2hop.features import (
     DECAY_RATES,
     RADIAL_ETAS,
     STEP_TIMESCALES,
     FeatureSet,
-    StructureContext,
-    component_features,
+    centered_positions,
     cosine_cutoff,
+    feature_blocks,
     log_sign_encoding,
     radial_symmetry_features,
     step_sine_features,
 )
+from ase_learn2hop.geometry import FREE, periodic_cell, periodic_cube
+from ase_learn2hop.systems import StructureContext
 
 
-def context(species, length_scale=1.0, box_length=None):
+def context(species, length_scale=1.0, geometry=FREE):
     n = len(species)
     return StructureContext(
         jnp.asarray(species, dtype=jnp.int32),
         jnp.zeros((n, 5)),
         jnp.asarray(length_scale),
-        None if box_length is None else jnp.asarray(box_length),
+        geometry,
     )
 
 
@@ -86,11 +87,42 @@ def test_neighbours_beyond_the_cutoff_contribute_nothing():
 def test_radial_features_use_the_minimum_image_in_a_periodic_box():
     positions = jnp.array([[0.2, 5.0, 5.0], [9.8, 5.0, 5.0]])
     periodic = np.asarray(
-        radial_symmetry_features(positions, context([0, 0], 1.0, 10.0))
+        radial_symmetry_features(positions, context([0, 0], 1.0, periodic_cube(10.0)))
     )
     near = jnp.array([[0.0, 0.0, 0.0], [0.4, 0.0, 0.0]])
     free = np.asarray(radial_symmetry_features(near, context([0, 0])))
     np.testing.assert_allclose(periodic, free, rtol=1e-12)
+
+
+def test_radial_features_use_the_minimum_image_in_a_sheared_cell():
+    cell = np.array([[10.0, 0.0, 0.0], [4.0, 10.0, 0.0], [0.0, 0.0, 10.0]])
+    # 0.2 + 0.5 along the second cell vector: the image is 0.5 away along b.
+    positions = jnp.array([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]) + jnp.array(
+        [[0.0, 0.0, 0.0], list(cell[1] - 0.05 * cell[1])]
+    )
+    periodic = np.asarray(
+        radial_symmetry_features(positions, context([0, 0], 1.0, periodic_cell(cell)))
+    )
+    near = jnp.array([[0.0, 0.0, 0.0], list(0.05 * cell[1])])
+    free = np.asarray(radial_symmetry_features(near, context([0, 0])))
+    np.testing.assert_allclose(periodic, free, rtol=1e-12)
+
+
+def test_centered_positions_use_the_centroid_or_the_cell_centre():
+    positions = jnp.array([[1.0, 2.0, 3.0], [3.0, 2.0, 5.0]])
+    np.testing.assert_allclose(
+        centered_positions(positions, context([0, 0], 2.0)),
+        [[-0.5, 0.0, -0.5], [0.5, 0.0, 0.5]],
+    )
+    np.testing.assert_allclose(
+        centered_positions(positions, context([0, 0], 2.0, periodic_cube(4.0))),
+        [[-0.5, 0.0, 0.5], [0.5, 0.0, 1.5]],
+    )
+    cell = [[4.0, 0.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.0, 6.0]]
+    np.testing.assert_allclose(
+        centered_positions(positions, context([0, 0], 1.0, periodic_cell(cell))),
+        np.asarray(positions) - [3.0, 2.0, 3.0],
+    )
 
 
 def test_step_sine_features():
@@ -117,7 +149,7 @@ def test_feature_count_follows_the_feature_set():
             radial=False,
         ),
     ]:
-        features = component_features(
+        blocks = feature_blocks(
             feature_set,
             positions,
             gradient,
@@ -126,8 +158,12 @@ def test_feature_count_follows_the_feature_set():
             jnp.asarray(3),
             context([0] * n),
         )
-        assert features.shape == (n, 3, feature_set.n_inputs)
-        assert np.all(np.isfinite(np.asarray(features)))
+        assert blocks.component.shape[:2] == (n, 3)
+        assert blocks.atom.shape[0] == n and blocks.shared.ndim == 1
+        widths = sum(block.shape[-1] for block in blocks)
+        assert widths == feature_set.n_inputs
+        for block in blocks:
+            assert np.all(np.isfinite(np.asarray(block)))
 
 
 def test_gradient_only_features_encode_the_gradient_component():
@@ -143,7 +179,7 @@ def test_gradient_only_features_encode_the_gradient_component():
     gradient = jnp.array([[2.0, -3.0, 0.0]])
     moments = jnp.zeros((len(DECAY_RATES), 1, 3))
     features = np.asarray(
-        component_features(
+        feature_blocks(
             feature_set,
             jnp.zeros((1, 3)),
             gradient,
@@ -151,7 +187,7 @@ def test_gradient_only_features_encode_the_gradient_component():
             moments,
             jnp.asarray(0),
             context([0]),
-        )
+        ).component
     )
     np.testing.assert_allclose(
         features[0, :, 0], [math.log(2) / 10, math.log(3) / 10, -1.0]

@@ -4,16 +4,19 @@ import jax
 import numpy as np
 import pytest
 
-import ase_learn2hop  # noqa: F401  (float64)
-from ase_learn2hop import initialization, potentials
+from ase_learn2hop import initialization, potentials, systems
+from ase_learn2hop.geometry import periodic_cell, periodic_cube
 
 
-def closest_pair_distances(positions, box_length=None):
-    """``[n_starts]`` closest distance per structure, computed with numpy."""
+def closest_pair_distances(positions, cell=None):
+    """``[n_starts]`` closest distance per structure, computed with numpy (ASE's
+    minimum image when ``cell`` is given)."""
     positions = np.asarray(positions)
     delta = positions[:, :, None, :] - positions[:, None, :, :]
-    if box_length is not None:
-        delta -= box_length * np.round(delta / box_length)
+    if cell is not None:
+        from ase.geometry import find_mic
+
+        delta = find_mic(delta.reshape(-1, 3), cell, pbc=True)[0].reshape(delta.shape)
     distances = np.linalg.norm(delta, axis=-1)
     n_atoms = positions.shape[1]
     distances[:, np.arange(n_atoms), np.arange(n_atoms)] = np.inf
@@ -47,7 +50,7 @@ def test_clusters_are_spread_to_contact(n_atoms, box_size, diameter):
         learning_rate=1e-2,
     )
     assert np.all(closest_pair_distances(positions) > 0.8 * diameter)
-    soft_sphere = jax.vmap(lambda x: potentials.soft_sphere_energy(x, diameter))
+    soft_sphere = jax.vmap(lambda x: potentials.soft_sphere()(x, diameter))
     assert np.all(np.asarray(soft_sphere(positions)) < 1e-2)
 
 
@@ -60,7 +63,7 @@ def test_paper_defaults_remove_overlaps_of_small_clusters():
         key, 13, 8, box_size=3.0, diameter=1.0
     )
     assert np.all(np.abs(np.asarray(raw)) <= 1.5)
-    soft_sphere = jax.vmap(lambda x: potentials.soft_sphere_energy(x, 1.0))
+    soft_sphere = jax.vmap(lambda x: potentials.soft_sphere()(x, 1.0))
     assert np.all(np.asarray(soft_sphere(relaxed)) < 0.2)
     assert np.all(closest_pair_distances(relaxed) > 0.6)
     assert closest_pair_distances(raw).min() < closest_pair_distances(relaxed).min()
@@ -75,7 +78,7 @@ def test_periodic_starts_lie_inside_box_and_respect_images():
         4,
         box_size=1.0,  # ignored with a periodic box
         diameter=diameter,
-        box_length=box,
+        geometry=periodic_cube(box),
         learning_rate=1e-2,
     )
     positions = np.asarray(positions)
@@ -83,20 +86,40 @@ def test_periodic_starts_lie_inside_box_and_respect_images():
     assert np.all((positions >= 0.0) & (positions < box))
     # The atoms fill the box rather than the 1.0 cube.
     assert np.ptp(positions[..., 0]) > 0.8 * box
-    assert np.all(closest_pair_distances(positions, box) > 0.8 * diameter)
+    assert np.all(closest_pair_distances(positions, box * np.eye(3)) > 0.8 * diameter)
+
+
+def test_periodic_starts_in_a_sheared_cell_lie_inside_it():
+    cell = np.array([[11.0, 0.0, 0.0], [3.0, 10.5, 0.0], [-1.0, 2.0, 11.5]])
+    diameter = potentials.SILICON_NEAREST_NEIGHBOUR_DISTANCE
+    positions = np.asarray(
+        initialization.harmonic_initialization(
+            jax.random.key(6),
+            64,
+            2,
+            box_size=1.0,
+            diameter=diameter,
+            geometry=periodic_cell(cell),
+            learning_rate=1e-2,
+        )
+    )
+    fractional = positions @ np.linalg.inv(cell)
+    assert np.all((fractional >= 0.0) & (fractional < 1.0))
+    assert np.all(closest_pair_distances(positions, cell) > 0.8 * diameter)
 
 
 def test_starting_structures_per_system():
     key = jax.random.key(5)
-    lennard_jones = initialization.starting_structures(key, "lj", 13, 2)
+    lennard_jones = systems.starting_structures(
+        key, systems.lennard_jones_system(13), 2
+    )
     assert lennard_jones.shape == (2, 13, 3)
-    gupta = initialization.starting_structures(key, "gupta", 13, 2, diameter=2.96)
+    gupta = systems.starting_structures(key, systems.system_from_name("au13"), 2)
     assert gupta.shape == (2, 13, 3)
     # The Gupta box (4.0 Å) and diameter (2.96 Å) make bigger clusters than LJ.
     assert np.ptp(np.asarray(gupta)) > np.ptp(np.asarray(lennard_jones))
-    silicon = np.asarray(initialization.starting_structures(key, "sw", 64, 1))
+    silicon = np.asarray(
+        systems.starting_structures(key, systems.system_from_name("si64"), 1)
+    )
     assert np.all((silicon >= 0.0) & (silicon < potentials.SILICON_BOX_LENGTH))
-    with pytest.raises(ValueError, match="diameter"):
-        initialization.starting_structures(key, "gupta", 13, 2)
-    with pytest.raises(ValueError, match="unknown system 'morse'"):
-        initialization.starting_structures(key, "morse", 13, 2)
+    assert not hasattr(initialization, "starting_structures")

@@ -10,7 +10,6 @@ from ase.calculators.emt import EMT
 from ase.io import read
 from ase.io.trajectory import Trajectory
 
-import ase_learn2hop  # noqa: F401
 from ase_learn2hop import LearnedHopOptimizer, systems
 from ase_learn2hop.calculators import Gupta, LennardJones
 from ase_learn2hop.features import FeatureSet
@@ -91,11 +90,11 @@ def test_fast_and_generic_paths_follow_the_same_trajectory(weights):
     fast_positions, generic_positions = [], []
     for _ in fast.irun(steps=21):
         fast_positions.append(
-            np.asarray(fast._state.positions[0]) if fast._state else None
+            None if fast.current_positions is None else fast.current_positions[0]
         )
     for _ in generic.irun(steps=21):
         generic_positions.append(
-            np.asarray(generic._state.positions[0]) if generic._state else None
+            None if generic.current_positions is None else generic.current_positions[0]
         )
     # Compare after 7, 14 and 21 steps (the generic path yields every 7 too).
     for a, b in zip(fast_positions[:3], generic_positions[:3]):
@@ -168,9 +167,9 @@ def test_restart_file_continues_the_search(weights, tmp_path):
         uninterrupted_atoms, weights=weights, logfile=None, observe_every=10
     )
     positions = [
-        np.asarray(uninterrupted._state.positions[0])
+        uninterrupted.current_positions[0]
         for _ in uninterrupted.irun(steps=30)
-        if uninterrupted._state is not None
+        if uninterrupted.current_positions is not None
     ]
 
     atoms = lj_cluster()
@@ -187,7 +186,7 @@ def test_restart_file_continues_the_search(weights, tmp_path):
     assert resumed.nsteps == 20
     next(resumed.irun(steps=10))
     np.testing.assert_allclose(
-        np.asarray(resumed._state.positions[0]), positions[2], atol=1e-10
+        resumed.current_positions[0], positions[2], atol=1e-10
     )
 
 
@@ -271,12 +270,12 @@ SHIPPED_WEIGHTS_BY_SYSTEM = [
 
 @pytest.mark.parametrize("name, expected", SHIPPED_WEIGHTS_BY_SYSTEM)
 def test_shipped_weights_are_picked_by_system(name, expected):
-    from ase_learn2hop.benchmark import ase_atoms, ase_calculator
+    from ase_learn2hop.conversion import atoms_from_system, calculator_for
 
     system = systems.system_from_name(name)
     start = np.asarray(systems.starting_structures(jax.random.key(0), system, 1)[0])
-    atoms = ase_atoms(system, start)
-    atoms.calc = ase_calculator(system)
+    atoms = atoms_from_system(system, start)
+    atoms.calc = calculator_for(system)
     optimizer = LearnedHopOptimizer(atoms, logfile=None)
     assert optimizer.weights.name == expected
     manifest = optimizer.weights.manifest

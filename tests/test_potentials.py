@@ -15,6 +15,7 @@ from ase.io import read
 
 import ase_learn2hop
 from ase_learn2hop import potentials
+from ase_learn2hop.geometry import FREE, periodic_cell, periodic_cube
 
 DATA = Path(__file__).parent / "data"
 
@@ -90,6 +91,11 @@ def matscipy_stillinger_weber():
     return manybody.Manybody(**forms.StillingerWeber(parameters))
 
 
+def bind(energy_fn, parameters=None):
+    """``positions -> energy_fn(positions, parameters)``."""
+    return lambda positions: energy_fn(positions, parameters)
+
+
 def energy_and_forces(energy_fn, positions, *args):
     energy, gradient = jax.jit(jax.value_and_grad(energy_fn))(
         jnp.asarray(positions), *args
@@ -115,7 +121,7 @@ def finite_difference_forces(energy_fn, positions, step=1e-5):
 @pytest.mark.parametrize("n_atoms", [13, 38])
 def test_lennard_jones_global_minima_equal_cambridge_cluster_database(n_atoms):
     atoms = read(DATA / f"lj{n_atoms}_global_minimum.xyz")
-    energy = float(potentials.lennard_jones_energy(jnp.asarray(atoms.positions)))
+    energy = float(potentials.lennard_jones()(jnp.asarray(atoms.positions), None))
     assert energy == pytest.approx(tabulated_lennard_jones_minima()[n_atoms], abs=1e-6)
 
 
@@ -127,14 +133,16 @@ def test_lennard_jones_matches_ase(n_atoms, seed):
     # sigma = 2^(-1/6) puts the minimum (-eps) at r = 1; a huge rc with
     # smooth=False shifts by u(rc) ~ 1e-36: no cutoff, as ours.
     atoms.calc = AseLennardJones(sigma=2 ** (-1 / 6), epsilon=1.0, rc=1e6, smooth=False)
-    energy, forces = energy_and_forces(potentials.lennard_jones_energy, atoms.positions)
+    energy, forces = energy_and_forces(
+        potentials.lennard_jones(), atoms.positions, None
+    )
     assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
     np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-8)
 
 
 def test_lennard_jones_dimer_minimum():
     positions = jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    energy, gradient = energy_and_forces(potentials.lennard_jones_energy, positions)
+    energy, gradient = energy_and_forces(potentials.lennard_jones(), positions, None)
     assert energy == pytest.approx(-1.0)
     np.testing.assert_allclose(gradient, 0.0, atol=1e-12)
 
@@ -150,10 +158,9 @@ def test_gupta_au55_matches_asap3_rgl():
     atoms = free_cluster_for_asap3(atoms)
     atoms.calc = asap3_rgl(parameter_set)
     energy, forces = energy_and_forces(
-        potentials.gupta_energy,
+        potentials.gupta(),
         atoms.positions,
-        jnp.zeros(55, dtype=jnp.int32),
-        parameter_set.parameters,
+        potentials.GuptaInput(jnp.zeros(55, dtype=jnp.int32), parameter_set.parameters),
     )
     assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-8)
     np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-8)
@@ -171,10 +178,9 @@ def test_gupta_bimetallic_matches_asap3_rgl(set_name):
     atoms = free_cluster_for_asap3(atoms)
     atoms.calc = asap3_rgl(parameter_set)
     energy, forces = energy_and_forces(
-        potentials.gupta_energy,
+        potentials.gupta(),
         atoms.positions,
-        jnp.asarray(species, dtype=jnp.int32),
-        parameter_set.parameters,
+        potentials.gupta_input(parameter_set, species),
     )
     assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-8)
     np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-8)
@@ -189,7 +195,9 @@ def test_gupta_gold_equals_jax_md_gupta_gold55():
     positions = jnp.asarray(atoms.positions)
     # jax-md truncates at 8 Å (its default); ours has no cutoff, hence ~1e-4 eV.
     reference = float(jax.jit(energy_module.gupta_gold55(displacement))(positions))
-    energy = float(potentials.gupta_energy_fn("Au", np.zeros(55, int))(positions))
+    energy = float(
+        potentials.gupta()(positions, potentials.gupta_input("Au", np.zeros(55, int)))
+    )
     assert energy == pytest.approx(reference, abs=2e-4)
 
 
@@ -215,7 +223,7 @@ def test_gupta_forces_match_finite_differences():
     parameter_set = potentials.GUPTA_PARAMETER_SETS["PdPt"]
     positions = random_cluster(6, seed=4, box=4.0, minimum_distance=2.2)
     species = np.array([0, 1, 0, 1, 1, 0])
-    energy_fn = potentials.gupta_energy_fn(parameter_set, species)
+    energy_fn = bind(potentials.gupta(), potentials.gupta_input(parameter_set, species))
     _, forces = energy_and_forces(energy_fn, positions)
     np.testing.assert_allclose(
         forces, finite_difference_forces(energy_fn, positions), atol=1e-6
@@ -233,7 +241,9 @@ def test_stillinger_weber_diamond_energy_is_reference():
     atoms = silicon_64()
     assert atoms.cell[0, 0] == pytest.approx(potentials.SILICON_BOX_LENGTH)
     energy, forces = energy_and_forces(
-        potentials.stillinger_weber_energy, atoms.positions, atoms.cell[0, 0]
+        potentials.stillinger_weber(periodic_cube(atoms.cell[0, 0])),
+        atoms.positions,
+        None,
     )
     assert energy == pytest.approx(-277.537, abs=1e-3)
     np.testing.assert_allclose(forces, 0.0, atol=1e-10)
@@ -244,10 +254,48 @@ def test_stillinger_weber_matches_matscipy_on_rattled_cell():
     atoms.rattle(0.15, seed=7)
     atoms.calc = matscipy_stillinger_weber()
     energy, forces = energy_and_forces(
-        potentials.stillinger_weber_energy, atoms.positions, atoms.cell[0, 0]
+        potentials.stillinger_weber(periodic_cube(atoms.cell[0, 0])),
+        atoms.positions,
+        None,
     )
     assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-8)
     np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-8)
+
+
+def sheared_silicon_64(seed=8):
+    """Si64 in a sheared, stretched (triclinic) cell, every height > 2 cutoffs."""
+    atoms = silicon_64()
+    cell = np.array(atoms.cell)
+    cell[1] += [2.5, 0.0, 0.0]
+    cell[2] += [-1.5, 2.0, 0.4]
+    atoms.set_cell(cell, scale_atoms=True)
+    atoms.rattle(0.15, seed=seed)
+    # Some atoms outside the cell: the minimum image must not care.
+    atoms.positions[:3] += 2.0 * cell[0] - cell[2]
+    return atoms
+
+
+def test_stillinger_weber_matches_matscipy_in_a_sheared_cell():
+    atoms = sheared_silicon_64()
+    geometry = periodic_cell(atoms.cell)
+    assert not geometry.is_cube
+    assert potentials.smallest_cell_height(geometry) > 2 * (
+        potentials.STILLINGER_WEBER_CUTOFF
+    )
+    atoms.calc = matscipy_stillinger_weber()
+    energy, forces = energy_and_forces(
+        potentials.stillinger_weber(geometry), atoms.positions, None
+    )
+    assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-8)
+    np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-8)
+
+
+def test_stillinger_weber_refuses_a_cell_too_small_for_the_minimum_image():
+    with pytest.raises(ValueError, match=r"height 7\.00000 Å.*7\.54236 Å"):
+        potentials.stillinger_weber(periodic_cube(7.0))
+    flat = periodic_cell([[12.0, 0, 0], [11.0, 3.0, 0], [0, 0, 12.0]])
+    with pytest.raises(ValueError, match="smaller than twice"):
+        potentials.stillinger_weber(flat)
 
 
 def test_stillinger_weber_forces_match_finite_differences():
@@ -255,7 +303,7 @@ def test_stillinger_weber_forces_match_finite_differences():
     atoms = bulk("Si", "diamond", 5.431, cubic=True)
     atoms.rattle(0.2, seed=1)
     box = 8.0
-    energy_fn = potentials.stillinger_weber_energy_fn(box)
+    energy_fn = bind(potentials.stillinger_weber(periodic_cube(box)))
     _, forces = energy_and_forces(energy_fn, atoms.positions)
     assert np.abs(forces).max() > 0.1
     np.testing.assert_allclose(
@@ -265,10 +313,12 @@ def test_stillinger_weber_forces_match_finite_differences():
 
 def test_stillinger_weber_cutoff_is_exact_and_gradient_finite():
     cutoff = potentials.STILLINGER_WEBER_CUTOFF
-    value_and_grad = jax.jit(jax.value_and_grad(potentials.stillinger_weber_energy))
+    value_and_grad = jax.jit(
+        jax.value_and_grad(potentials.stillinger_weber(periodic_cube(20.0)))
+    )
     for distance in [cutoff, cutoff + 1e-12, cutoff - 1e-12, 5.0]:
         positions = jnp.array([[1.0, 1.0, 1.0], [1.0 + distance, 1.0, 1.0]])
-        energy, gradient = value_and_grad(positions, 20.0)
+        energy, gradient = value_and_grad(positions, None)
         assert float(energy) == 0.0
         assert np.all(np.isfinite(gradient))
         np.testing.assert_array_equal(gradient, 0.0)
@@ -279,9 +329,17 @@ def test_stillinger_weber_is_periodic():
     atoms.rattle(0.1, seed=2)
     box = atoms.cell[0, 0]
     shifted = atoms.positions + np.array([box, -2 * box, 0.0])
-    energy = jax.jit(potentials.stillinger_weber_energy)
-    assert float(energy(jnp.asarray(shifted), box)) == pytest.approx(
-        float(energy(jnp.asarray(atoms.positions), box)), abs=1e-10
+    energy = jax.jit(potentials.stillinger_weber(periodic_cube(box)))
+    assert float(energy(jnp.asarray(shifted), None)) == pytest.approx(
+        float(energy(jnp.asarray(atoms.positions), None)), abs=1e-10
+    )
+    sheared = sheared_silicon_64()
+    geometry = periodic_cell(sheared.cell)
+    cell = np.array(sheared.cell)
+    energy = jax.jit(potentials.stillinger_weber(geometry))
+    moved = sheared.positions + cell[0] - 3 * cell[1] + 2 * cell[2]
+    assert float(energy(jnp.asarray(moved), None)) == pytest.approx(
+        float(energy(jnp.asarray(sheared.positions), None)), abs=1e-10
     )
 
 
@@ -295,32 +353,38 @@ def test_safe_pairwise_distances_have_finite_gradients():
     assert float(distances[0, 2]) == pytest.approx(5.0)
     jacobian = jax.jacobian(potentials.safe_pairwise_distances)(positions)
     assert np.all(np.isfinite(jacobian))
-    periodic = potentials.pairwise_displacements(
-        jnp.array([[0.5, 0.0, 0.0], [9.5, 0.0, 0.0]]), 10.0
+    pair = jnp.array([[0.5, 0.0, 0.0], [9.5, 0.0, 0.0]])
+    periodic = potentials.safe_pairwise_distances(pair, periodic_cube(10.0))
+    assert float(periodic[0, 1]) == pytest.approx(1.0, abs=1e-12)
+    assert float(potentials.safe_pairwise_distances(pair, FREE)[0, 1]) == 9.0
+    jacobian = jax.jacobian(potentials.safe_pairwise_distances)(
+        positions, periodic_cube(10.0)
     )
-    np.testing.assert_allclose(periodic[0, 1], [1.0, 0.0, 0.0])
+    assert np.all(np.isfinite(jacobian))
 
 
 def test_coincident_atoms_give_inf_or_finite_never_nan():
     positions = jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    lennard_jones = jax.jit(potentials.lennard_jones_energy)
-    assert float(lennard_jones(positions)) == np.inf
-    silicon = jax.jit(potentials.stillinger_weber_energy_fn())
-    assert float(silicon(positions * 2.35)) == np.inf
-    gupta = jax.jit(jax.value_and_grad(potentials.gupta_energy_fn("Au", [0, 0, 0])))
-    energy, gradient = gupta(positions * 2.9)
+    lennard_jones = jax.jit(potentials.lennard_jones())
+    assert float(lennard_jones(positions, None)) == np.inf
+    box = periodic_cube(potentials.SILICON_BOX_LENGTH)
+    silicon = jax.jit(potentials.stillinger_weber(box))
+    assert float(silicon(positions * 2.35, None)) == np.inf
+    gupta = jax.jit(jax.value_and_grad(potentials.gupta()))
+    energy, gradient = gupta(positions * 2.9, potentials.gupta_input("Au", [0, 0, 0]))
     assert np.isfinite(float(energy))
     assert np.all(np.isfinite(gradient))
 
 
 def test_single_atom_has_zero_energy_and_finite_gradient():
     one = jnp.zeros((1, 3))
-    for energy_fn in [
-        potentials.lennard_jones_energy_fn(),
-        potentials.gupta_energy_fn("Au", [0]),
-        potentials.stillinger_weber_energy_fn(),
+    box = periodic_cube(potentials.SILICON_BOX_LENGTH)
+    for energy_fn, parameters in [
+        (potentials.lennard_jones(), None),
+        (potentials.gupta(), potentials.gupta_input("Au", [0])),
+        (potentials.stillinger_weber(box), None),
     ]:
-        energy, gradient = jax.jit(jax.value_and_grad(energy_fn))(one)
+        energy, gradient = jax.jit(jax.value_and_grad(energy_fn))(one, parameters)
         assert float(energy) == 0.0
         assert np.all(np.isfinite(gradient))
 
@@ -337,7 +401,8 @@ def test_soft_sphere_matches_direct_pair_sum():
             r = np.linalg.norm(delta)
             if r < diameter:
                 expected += 0.5 * (1.0 - r / diameter) ** 2
-    energy = potentials.soft_sphere_energy(jnp.asarray(positions), diameter, box)
+    energy_fn = potentials.soft_sphere(periodic_cube(box))
+    energy = energy_fn(jnp.asarray(positions), diameter)
     assert float(energy) == pytest.approx(expected, rel=1e-12)
 
 
@@ -355,21 +420,27 @@ def test_energies_vmap_over_structures_species_and_parameter_sets():
     stacked = jax.tree.map(
         lambda *leaves: jnp.stack(leaves), *[s.parameters for s in sets]
     )
-    batched = jax.jit(jax.vmap(potentials.gupta_energy))(
-        jnp.asarray(positions), jnp.asarray(species), stacked
+    gupta = potentials.gupta()
+    batched = jax.jit(jax.vmap(gupta))(
+        jnp.asarray(positions),
+        potentials.GuptaInput(jnp.asarray(species, dtype=jnp.int32), stacked),
     )
     for k in range(n_structures):
-        single = potentials.gupta_energy(
-            jnp.asarray(positions[k]), jnp.asarray(species[k]), sets[k].parameters
+        single = gupta(
+            jnp.asarray(positions[k]), potentials.gupta_input(sets[k], species[k])
         )
         assert float(batched[k]) == pytest.approx(float(single), rel=1e-12)
 
-    lennard_jones = jax.jit(jax.vmap(jax.grad(potentials.lennard_jones_energy)))
-    assert lennard_jones(jnp.asarray(positions / 2.5)).shape == (3, n_atoms, 3)
-    boxes = jnp.array([8.0, 9.0, 10.0])
-    silicon = jax.jit(jax.vmap(potentials.stillinger_weber_energy))(
-        jnp.asarray(positions), boxes
+    lennard_jones = jax.jit(
+        jax.vmap(jax.grad(potentials.lennard_jones()), in_axes=(0, None))
     )
-    for k in range(n_structures):
-        single = potentials.stillinger_weber_energy(jnp.asarray(positions[k]), boxes[k])
-        assert float(silicon[k]) == pytest.approx(float(single), rel=1e-12)
+    assert lennard_jones(jnp.asarray(positions / 2.5), None).shape == (3, n_atoms, 3)
+    # The geometry is static: one energy function per cell, vmapped over starts.
+    for box in (8.0, 9.0, 10.0):
+        energy_fn = potentials.stillinger_weber(periodic_cube(box))
+        silicon = jax.jit(jax.vmap(energy_fn, in_axes=(0, None)))(
+            jnp.asarray(positions), None
+        )
+        for k in range(n_structures):
+            single = energy_fn(jnp.asarray(positions[k]), None)
+            assert float(silicon[k]) == pytest.approx(float(single), rel=1e-12)

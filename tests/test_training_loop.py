@@ -14,14 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import ase_learn2hop  # noqa: F401  (float64 before any array is made)
+from ase_learn2hop.training import loop, strategies
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY_ROOT))
-try:
-    from ase_learn2hop.training import loop, strategies
-except ImportError:
-    from training import loop, strategies
 
 TIMING_KEYS = {"wall_time_s", "elapsed_s"}
 
@@ -55,12 +50,8 @@ SHARDED_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
-    import ase_learn2hop
-    sys.path.insert(0, sys.argv[1])
-    try:
-        from ase_learn2hop.training import loop, strategies, distributed
-    except ImportError:
-        from training import loop, strategies, distributed
+    jax.config.update("jax_enable_x64", True)  # a fresh process: as conftest.py
+    from ase_learn2hop.training import loop, strategies, distributed
 
     def loss_fn(theta, target):
         return jnp.sum((theta["w"] - target) ** 2) + theta["b"] ** 2
@@ -88,10 +79,25 @@ SHARDED_SCRIPT = textwrap.dedent(
             for a, b in zip(jax.tree.leaves(thetas[0]), jax.tree.leaves(thetas[1])))
         differences[strategy.name + "_moved"] = float(
             jnp.max(jnp.abs(thetas[1]["w"] - theta0["w"])))
-    candidates = {"w": jnp.ones((8, 3)), "b": jnp.ones(8)}
-    losses = distributed.evaluate_population(loss_fn, candidates, jnp.zeros((8, 3)))
-    np.testing.assert_allclose(losses, 4.0)
+    # The evaluator the loop uses, against the loss by hand, member by member:
+    # 6 distinct candidates on 4 devices (padded), each on its own instance.
     assert distributed.make_population_mesh().devices.size == 4
+    evaluate = distributed.make_population_evaluator(loss_fn)
+    rng = np.random.default_rng(0)
+    w, b, targets = rng.normal(size=(6, 3)), rng.normal(size=6), rng.normal(size=(6, 3))
+    losses = evaluate({"w": jnp.asarray(w), "b": jnp.asarray(b)}, jnp.asarray(targets))
+    assert losses.shape == (6,) and losses.dtype == jnp.float64
+    np.testing.assert_allclose(
+        losses, np.sum((w - targets) ** 2, axis=1) + b**2, rtol=1e-13)
+    # Same compiled evaluator, another population size that needs no padding.
+    losses8 = evaluate({"w": jnp.ones((8, 3)), "b": jnp.arange(8.0)}, jnp.zeros((8, 3)))
+    np.testing.assert_allclose(losses8, 3.0 + np.arange(8.0) ** 2, rtol=1e-13)
+    try:
+        evaluate({"w": jnp.ones((6, 3)), "b": jnp.ones(6)}, jnp.zeros((5, 3)))
+    except ValueError as error:
+        assert "one instance per candidate" in str(error), error
+    else:
+        raise AssertionError("mismatched candidates and instances were accepted")
     print(json.dumps(differences))
     """
 )
@@ -102,7 +108,7 @@ def test_sharded_over_four_devices_equals_single_device():
     environment["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     environment["JAX_PLATFORMS"] = "cpu"
     completed = subprocess.run(
-        [sys.executable, "-c", SHARDED_SCRIPT, str(REPOSITORY_ROOT)],
+        [sys.executable, "-c", SHARDED_SCRIPT],
         check=False,
         capture_output=True,
         text=True,

@@ -6,7 +6,6 @@ import jax
 import numpy as np
 from ase import Atoms
 
-import ase_learn2hop  # noqa: F401
 from ase_learn2hop import LearnedHopOptimizer, systems
 from ase_learn2hop.calculators import LennardJones
 from ase_learn2hop.cli import main
@@ -70,13 +69,13 @@ def test_two_updates_on_lj13_export_weights_the_optimizer_runs(tmp_path, monkeyp
 def test_minimum_starts_are_local_minima(tmp_path):
     from ase_learn2hop.training.tasks import MetaTask, make_instance_sampler
 
-    from ase_learn2hop.potentials import lennard_jones_energy
+    from ase_learn2hop.potentials import lennard_jones
 
     task = MetaTask(systems.lennard_jones_system(7), -16.505384)
     (starts,) = make_instance_sampler([task], minimum_start_fraction=0.5)(
         jax.random.key(0), 4
     )
-    forces = np.asarray(jax.vmap(jax.grad(lennard_jones_energy))(starts))
+    forces = np.asarray(jax.vmap(jax.grad(lennard_jones()))(starts, None))
     largest = np.linalg.norm(forces, axis=-1).max(axis=-1)
     assert np.all(largest[:2] < 1e-2)
     assert np.all(largest[2:] > 1e-2)

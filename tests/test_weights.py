@@ -6,7 +6,6 @@ import jax
 import numpy as np
 import pytest
 
-import ase_learn2hop  # noqa: F401
 from ase_learn2hop.features import FeatureSet
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, init_theta
 from ase_learn2hop.weights import WeightFileError, load_weights, save_weights

@@ -1,17 +1,17 @@
 """Meta-training of learned optimizers: ES, ESMC and GA (paper 3.2-3.3, B, D).
 
-Installed as ``ase_learn2hop.training``; also importable as ``training`` from a
-checkout. The engine is generic: it minimizes any meta-loss
+Imported as ``ase_learn2hop.training`` (only: ``training/`` is installed there
+through ``package-dir``; inside it imports are relative). The engine is generic: it minimizes any meta-loss
 ``loss_fn(theta, instance) -> scalar`` over a pytree ``theta``.
 """
 
 from .checkpoint import checkpoint_exists, restore_checkpoint, save_checkpoint
 from .distributed import (
-    evaluate_population,
     initialize_distributed,
     make_population_evaluator,
     make_population_mesh,
 )
+from .estimators import es_gradient, esmc_gradient
 from .loop import TrainingResult, TrainingState, plot_meta_loss, train
 from .strategies import (
     STRATEGIES,
@@ -20,9 +20,7 @@ from .strategies import (
     Strategy,
     antithetic_es,
     default_meta_optimizer,
-    es_gradient,
     esmc,
-    esmc_gradient,
     genetic_algorithm,
     make_strategy,
     repeat_instances,
@@ -41,7 +39,6 @@ __all__ = [
     "es_gradient",
     "esmc",
     "esmc_gradient",
-    "evaluate_population",
     "genetic_algorithm",
     "initialize_distributed",
     "make_population_evaluator",

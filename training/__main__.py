@@ -1,4 +1,7 @@
-"""``python -m training CONFIG`` from a checkout (same as ``learn2hop train``)."""
+"""``python -m ase_learn2hop.training CONFIG`` (same as ``learn2hop train``).
+
+`run.main` switches JAX to float64 for this process.
+"""
 
 import sys
 

@@ -28,8 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-import ase_learn2hop  # noqa: F401  (enables float64 before any array is made)
-
 PyTree = Any
 STATE_FILENAME = "checkpoint.msgpack"
 SIDECAR_FILENAME = "checkpoint.json"

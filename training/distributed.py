@@ -8,7 +8,6 @@ every process then runs the same program on the same data and sees all the losse
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,8 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-import ase_learn2hop  # noqa: F401  (enables float64 before any array is made)
 
 PyTree = Any
 POPULATION_AXIS = "population"
@@ -164,33 +161,3 @@ def make_population_evaluator(
 
     return evaluate
 
-
-@functools.lru_cache(maxsize=16)
-def _cached_evaluator(
-    loss_fn: Callable[[PyTree, PyTree], jax.Array], mesh: Mesh
-) -> Callable[[PyTree, PyTree], jax.Array]:
-    return make_population_evaluator(loss_fn, mesh)
-
-
-def evaluate_population(
-    loss_fn: Callable[[PyTree, PyTree], jax.Array],
-    candidates: PyTree,
-    instances: PyTree,
-    mesh: Mesh | None = None,
-) -> jax.Array:
-    """Evaluates ``vmap(loss_fn)(candidates, instances)`` sharded over ``mesh``.
-
-    Args:
-        loss_fn: ``loss_fn(theta, instance) -> scalar`` meta-loss.
-        candidates: theta pytree with leading axis ``[population, ...]``.
-        instances: instance pytree with leading axis ``[population, ...]``.
-        mesh: from ``make_population_mesh``; default all visible devices.
-
-    Returns:
-        ``[population]`` losses.
-
-    Example:
-        >>> losses = evaluate_population(loss_fn, candidates, instances)
-    """
-    mesh = make_population_mesh() if mesh is None else mesh
-    return _cached_evaluator(loss_fn, mesh)(candidates, instances)

@@ -21,8 +21,6 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-import ase_learn2hop  # noqa: F401  (enables float64 before any array is made)
-
 from .checkpoint import (
     checkpoint_exists,
     json_safe,

@@ -4,7 +4,7 @@ A config (``training/configs/*.json``) names the systems, the strategy and its
 scale; every key can be overridden from the command line::
 
     learn2hop train training/configs/lj13_cpu.json --strategy ga --updates 50
-    python -m training training/configs/lj13_cpu.json          # from a checkout
+    python -m ase_learn2hop.training training/configs/lj13_cpu.json
 
 A run writes into ``--out`` (default ``runs/NAME``): ``checkpoint.msgpack`` (resumed
 from when the run is started again), ``metrics.jsonl`` (one line per update),
@@ -328,7 +328,11 @@ def register_commands(commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    # Our own process: float64 everywhere (energies to 1e-6), switched explicitly.
+    jax.config.update("jax_enable_x64", True)
+    parser = argparse.ArgumentParser(
+        prog="python -m ase_learn2hop.training", description=__doc__
+    )
     add_arguments(parser)
     return train_command(parser.parse_args(argv))
 

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import descent, systems
+from ase_learn2hop import descent, driver, systems
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig
 from ase_learn2hop.search import learned_search
 
@@ -78,20 +78,11 @@ def adam_best_energy(
     cache_file = Path(cache_directory) / f"adam_reference_{system.name}_{digest}.json"
     if cache_file.exists():
         return float(json.loads(cache_file.read_text())["adam_best_energy"])
-    energy_fn = systems.bound_energy_fn(system)
     starts = systems.starting_structures(jax.random.key(seed), system, n_starts)
-    box = system.context.box_length
-    box = None if box is None else float(box)
     best = np.inf
     for learning_rate in learning_rates:
-        result = descent.run_optimizer(
-            *descent.adam_descent(energy_fn, learning_rate),
-            starts,
-            steps,
-            box_length=box,
-        )
-        polished = descent.polish(energy_fn, result.positions, box_length=box)
-        energies = np.asarray(polished.energy)
+        _, energies = adam_then_polish(system, starts, steps, learning_rate)
+        energies = np.asarray(energies)
         best = min(
             best, float(np.min(np.where(np.isfinite(energies), energies, np.inf)))
         )
@@ -154,19 +145,34 @@ def make_meta_loss(
 MINIMUM_START_ADAM_STEPS = 1000
 
 
+def adam_then_polish(
+    system: systems.System, starts: jax.Array, steps: int, learning_rate: float
+) -> tuple[jax.Array, jax.Array]:
+    """Adam for ``steps`` steps from every start, then the paper's polish of the
+    last structure: ``(positions [n, n_atoms, 3], energies [n])``."""
+    parameters = systems.broadcast_to_batch(
+        system.potential_parameters, starts.shape[0]
+    )
+    run = driver.run_batched(
+        descent.adam_descent(system.energy_fn, float(learning_rate), system.geometry),
+        starts,
+        steps,
+        parameters,
+    )
+    return driver.polish_batch(
+        system.energy_fn,
+        run.carry.state.positions,
+        parameters,
+        system.geometry,
+        descent.POLISH_STEPS,
+        descent.POLISH_LEARNING_RATE,
+    )
+
+
 def local_minima_starts(system: systems.System, starts: jax.Array) -> jax.Array:
     """``[n, n_atoms, 3]`` local minima reached from ``starts`` by Adam (lr 1e-2,
     `MINIMUM_START_ADAM_STEPS` steps) and the paper's polish."""
-    energy_fn = systems.bound_energy_fn(system)
-    box = system.context.box_length
-    box = None if box is None else float(box)
-    descended = descent.run_optimizer(
-        *descent.adam_descent(energy_fn, 1e-2),
-        starts,
-        MINIMUM_START_ADAM_STEPS,
-        box_length=box,
-    )
-    return descent.polish(energy_fn, descended.positions, box_length=box).positions
+    return adam_then_polish(system, starts, MINIMUM_START_ADAM_STEPS, 1e-2)[0]
 
 
 def make_instance_sampler(tasks: list[MetaTask], minimum_start_fraction: float = 0.0):

@@ -10,9 +10,12 @@
 - `composition_hull_figure`: excess energy of a bimetallic cluster against its
   composition, with the convex hull per method (paper Figure 7).
 
+- `write_figures`: every figure a `protocol.BenchmarkRun` allows.
+
 Matplotlib's object API on the Agg canvas only: no pyplot, so no global figure
-state and no display is needed. Every function takes plain arrays and a path and
-writes one PNG.
+state and no display is needed. Every ``*_figure`` function takes plain arrays and
+a path and writes one PNG. The numbers come from `analysis` (which never imports
+Matplotlib).
 """
 
 from __future__ import annotations
@@ -24,15 +27,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-# One colour per method, the same in every figure.
-METHOD_COLOURS = {
-    "Learned optimizer": "tab:red",
-    "Adam": "tab:blue",
-    "FIRE": "tab:orange",
-    "Basin hopping (paper)": "tab:green",
-    "ASE FIRE": "tab:purple",
-    "ASE BasinHopping": "tab:brown",
-}
+from ase_learn2hop.benchmark.analysis import (
+    composition_data,
+    lower_convex_hull,
+    size_sweep_data,
+)
+from ase_learn2hop.benchmark.protocol import METHODS, BenchmarkRun, system_heading
+
+# One colour per method, the same in every figure (from `protocol.METHODS`);
+# the figures are handed labels, so the colours are looked up by label.
+METHOD_COLOURS = {method.label: method.colour for method in METHODS.values()}
 
 
 def _colour(label: str, index: int) -> str:
@@ -274,8 +278,6 @@ def composition_hull_figure(
         composition: ``(A, B, N)``.
         path: PNG to write.
     """
-    from ase_learn2hop.benchmark import lower_convex_hull
-
     first, second, total = composition
     figure = Figure(figsize=(8.0, 5.0))
     axis = figure.subplots()
@@ -294,3 +296,63 @@ def composition_hull_figure(
     axis.legend(fontsize=8)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def write_figures(run: BenchmarkRun, out: Path) -> list[Path]:
+    """Draws every figure the results allow; returns the files written.
+
+    - Figure 5 (distribution of minima) and Figure 6 (energy against step,
+      update magnitude at a minimum) for each single system;
+    - Figure 4 (mean and minimum energy against size) for a Lennard-Jones sweep
+      (or any two or more LJ sizes);
+    - Figure 7 (excess energy against composition and its convex hull) for each
+      composition scan.
+    """
+    written = []
+    singles = [r for r in run.systems if not r.group]
+    for result in singles:
+        energies = {
+            METHODS[m].label: r.best.energies
+            for m, r in result.methods.items()
+            if r.status == "ok"
+        }
+        if energies:
+            path = out / f"figure5_minima_{result.name}.png"
+            minima_distribution_figure(
+                energies, result.global_minimum, path, title=system_heading(result)
+            )
+            written.append(path)
+        traces = {
+            METHODS[m].label: (r.best.record_steps, r.best.energy_records)
+            for m, r in result.methods.items()
+            if r.status == "ok" and r.best.energy_records is not None
+        }
+        if traces:
+            learned = result.methods.get("learned")
+            path = out / f"figure6_trajectories_{result.name}.png"
+            trajectories_figure(
+                traces,
+                result.global_minimum,
+                path,
+                learned=learned.figure_data if learned else None,
+                learned_note=(
+                    learned.reason if learned and learned.status != "ok" else ""
+                ),
+                title=system_heading(result),
+            )
+            written.append(path)
+    lennard_jones = [r for r in run.systems if r.potential == "lj"]
+    if len({r.n_atoms for r in lennard_jones}) >= 2:
+        path = out / "figure4_lj_sizes.png"
+        size_sweep_figure(*size_sweep_data(lennard_jones), path)
+        written.append(path)
+    for group in sorted(
+        {r.group for r in run.systems if r.group and r.group[0].isupper()}
+    ):
+        members = [r for r in run.systems if r.group == group]
+        data = composition_data(group, members)
+        if data is not None:
+            path = out / f"figure7_{group}_hull.png"
+            composition_hull_figure(*data, path)
+            written.append(path)
+    return written

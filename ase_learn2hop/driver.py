@@ -1,0 +1,312 @@
+"""The one batched driver: any `descent.Optimizer` over a batch of starts.
+
+Every method of the package runs on it: Adam, FIRE and gradient descent
+(`descent`), the paper's basin hopping (`basin_hopping`) and the learned
+optimizer's steps (`search`). The batch is ``vmap``-ed, steps run in
+``lax.scan``, and the scan is cut into jitted chunks so that a progress bar
+advances, an observer can look between chunks, and Ctrl-C stops between chunks.
+
+Besides the optimizer's own state the driver keeps, per start, the lowest energy
+evaluated and where (best-so-far; a NaN never compares lower, so a blown-up step
+cannot become the best), the force calls spent, and the force calls at which the
+energy first reached a target (the global minimum), -1 before that.
+
+Force-call accounting: one energy-and-gradient evaluation at the start structure,
+then one per step, so ``steps`` steps charge ``steps + 1``. This is what
+``ase.optimize`` charges for ``run(steps=N)``, so force calls compare one to one
+with ASE.
+
+Calling convention (see `descent.Optimizer`): ``init_fn(positions, parameters,
+shared, key)`` and ``step_fn(state, parameters, shared)``; ``parameters`` carry
+the batch on axis 0 of every leaf (per start: potential parameters, structure
+context), ``shared`` do not (the learned optimizer's ``theta``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ase_learn2hop.descent import Optimizer, polish
+
+#: Energy records kept per run by default (a figure needs no more).
+RECORD_POINTS = 500
+#: Steps per jitted call by default.
+CHUNK_STEPS = 1000
+
+
+class DriverState(NamedTuple):
+    """Carry of a batched run (every leaf batched on axis 0).
+
+    Attributes:
+        state: the optimizer's state.
+        best_energy: ``[batch]`` lowest energy evaluated so far (+inf if none).
+        best_positions: ``[batch, n, 3]`` where it was evaluated.
+        first_hit: ``[batch]`` force calls spent when the energy first reached
+            the target, -1 before that.
+        force_calls: ``[batch]`` energy-and-gradient evaluations so far.
+    """
+
+    state: Any
+    best_energy: jax.Array
+    best_positions: jax.Array
+    first_hit: jax.Array
+    force_calls: jax.Array
+
+
+class DriverResult(NamedTuple):
+    """What `run_batched` returns.
+
+    Attributes:
+        carry: the final `DriverState`.
+        record_steps: ``[n_records]`` steps at which energies were recorded.
+        energy_records: ``[batch, n_records]`` energy of the current structure
+            at those steps.
+    """
+
+    carry: DriverState
+    record_steps: np.ndarray
+    energy_records: np.ndarray
+
+
+def _finite_or_inf(energy: jax.Array) -> jax.Array:
+    return jnp.where(jnp.isfinite(energy), energy, jnp.inf)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer",))
+def driver_init(
+    optimizer: Optimizer,
+    positions: jax.Array,
+    parameters: Any,
+    shared: Any,
+    keys: jax.Array,
+    target_energy: jax.Array,
+) -> DriverState:
+    """Initial `DriverState` for ``[batch, n, 3]`` starts (one force call each)."""
+
+    def start_one(positions, parameters, key):
+        state = optimizer.init_fn(positions, parameters, shared, key)
+        energy = _finite_or_inf(state.energy)
+        # NaN compares False: a blown-up start never counts as a hit.
+        first_hit = jnp.where(state.energy <= target_energy, 1, -1)
+        return DriverState(state, energy, state.positions, first_hit, jnp.asarray(1))
+
+    return jax.vmap(start_one)(positions, parameters, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "steps", "record_every"))
+def driver_advance(
+    optimizer: Optimizer,
+    carry: DriverState,
+    parameters: Any,
+    shared: Any,
+    target_energy: jax.Array,
+    steps: int,
+    record_every: int,
+) -> tuple[DriverState, jax.Array]:
+    """``steps`` optimizer steps on every start (``steps`` a multiple of
+    ``record_every``).
+
+    Returns:
+        the new carry and ``[batch, steps // record_every]`` energies of the
+        current structures every ``record_every`` steps.
+    """
+
+    def run_one(carry: DriverState, parameters):
+        def advance(carry: DriverState, _):
+            state = optimizer.step_fn(carry.state, parameters, shared)
+            force_calls = carry.force_calls + 1
+            improved = state.energy < carry.best_energy
+            newly_hit = (carry.first_hit < 0) & (state.energy <= target_energy)
+            return (
+                DriverState(
+                    state,
+                    jnp.where(improved, state.energy, carry.best_energy),
+                    jnp.where(improved, state.positions, carry.best_positions),
+                    jnp.where(newly_hit, force_calls, carry.first_hit),
+                    force_calls,
+                ),
+                None,
+            )
+
+        def record_block(carry: DriverState, _):
+            carry, _ = jax.lax.scan(advance, carry, length=record_every)
+            return carry, carry.state.energy
+
+        return jax.lax.scan(record_block, carry, length=steps // record_every)
+
+    return jax.vmap(run_one)(carry, parameters)
+
+
+def chunk_plan(steps: int, record_every: int, chunk_steps: int) -> list[int]:
+    """Chunk lengths covering ``steps``: multiples of ``record_every`` of about
+    ``chunk_steps``, then the remainder."""
+    blocks_per_chunk = max(1, chunk_steps // record_every)
+    full_blocks, remainder = divmod(steps, record_every)
+    plan = []
+    while full_blocks > 0:
+        blocks = min(blocks_per_chunk, full_blocks)
+        plan.append(blocks * record_every)
+        full_blocks -= blocks
+    if remainder:
+        plan.append(remainder)
+    return plan
+
+
+def record_interval(steps: int, points: int = RECORD_POINTS) -> int:
+    """Steps between energy records so that about ``points`` are kept."""
+    return max(1, steps // max(points, 1))
+
+
+def start_keys(key: jax.Array | None, batch: int) -> jax.Array:
+    """One random key per start (split from ``key``; a fixed key when None)."""
+    return jax.random.split(jax.random.key(0) if key is None else key, batch)
+
+
+def start(
+    optimizer: Optimizer,
+    positions: jax.Array,
+    parameters: Any = None,
+    shared: Any = None,
+    *,
+    key: jax.Array | None = None,
+    target_energy: float = -math.inf,
+) -> DriverState:
+    """The driver's carry at ``[batch, n_atoms, 3]`` starts (see `driver_init`).
+
+    Args:
+        parameters: batched on axis 0 of every leaf.
+        key: split into one key per start (basin hopping's perturbations).
+        target_energy: energy counted as reaching the global minimum.
+    """
+    positions = jnp.asarray(positions)
+    if positions.ndim != 3 or positions.shape[-1] != 3:
+        raise ValueError(
+            f"positions must have shape [batch, n_atoms, 3], got {positions.shape}"
+        )
+    target = jnp.asarray(target_energy, dtype=positions.dtype)
+    return driver_init(
+        optimizer,
+        positions,
+        parameters,
+        shared,
+        start_keys(key, positions.shape[0]),
+        target,
+    )
+
+
+def advance(
+    optimizer: Optimizer,
+    carry: DriverState,
+    steps: int,
+    parameters: Any = None,
+    shared: Any = None,
+    *,
+    target_energy: float = -math.inf,
+    record_every: int | None = None,
+    chunk_steps: int = CHUNK_STEPS,
+    progress: Callable[[int], Any] | None = None,
+    first_step: int = 0,
+) -> DriverResult:
+    """``steps`` more steps from ``carry``, in jitted chunks.
+
+    Args:
+        record_every: steps between energy records (default: about
+            `RECORD_POINTS` over the run).
+        chunk_steps: about this many steps per jitted call.
+        progress: called with the number of steps of each finished chunk.
+        first_step: the step count before this call (for ``record_steps``).
+    """
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps}")
+    record_every = record_every or record_interval(steps)
+    target = jnp.asarray(target_energy, dtype=carry.best_energy.dtype)
+    records, record_steps, done = [], [], first_step
+    for chunk in chunk_plan(int(steps), record_every, chunk_steps):
+        every = min(record_every, chunk)
+        carry, energies = driver_advance(
+            optimizer, carry, parameters, shared, target, chunk, every
+        )
+        records.append(np.asarray(energies))
+        record_steps.extend(done + every * np.arange(1, chunk // every + 1))
+        done += chunk
+        if progress is not None:
+            progress(chunk)
+    batch = carry.best_energy.shape[0]
+    energy_records = (
+        np.concatenate(records, axis=1) if records else np.zeros((batch, 0))
+    )
+    return DriverResult(carry, np.asarray(record_steps, dtype=int), energy_records)
+
+
+def run_batched(
+    optimizer: Optimizer,
+    positions: jax.Array,
+    steps: int,
+    parameters: Any = None,
+    shared: Any = None,
+    *,
+    key: jax.Array | None = None,
+    target_energy: float = -math.inf,
+    record_every: int | None = None,
+    chunk_steps: int = CHUNK_STEPS,
+    progress: Callable[[int], Any] | None = None,
+) -> DriverResult:
+    """Run ``optimizer`` for ``steps`` steps from every start of a batch.
+
+    Args:
+        optimizer: a `descent.Optimizer` (any method of the package).
+        positions: ``[batch, n_atoms, 3]`` starting positions (length units of
+            the potential).
+        steps: optimizer steps; ``steps + 1`` force calls are charged per start.
+        parameters: per-start arrays, batch on axis 0 of every leaf
+            (`systems.broadcast_to_batch` for one system shared by all starts).
+        shared: arrays shared by every start.
+        key: random key, split into one per start.
+        target_energy: energy counted as reaching the global minimum.
+        record_every, chunk_steps, progress: see `advance`.
+
+    Returns:
+        `DriverResult`.
+
+    Example:
+        >>> result = run_batched(descent.adam_descent(energy_fn, 1e-2), starts, 1000)
+        >>> result.carry.best_energy.min()
+    """
+    carry = start(
+        optimizer, positions, parameters, shared, key=key, target_energy=target_energy
+    )
+    return advance(
+        optimizer,
+        carry,
+        steps,
+        parameters,
+        shared,
+        target_energy=target_energy,
+        record_every=record_every,
+        chunk_steps=chunk_steps,
+        progress=progress,
+    )
+
+
+@functools.partial(
+    jax.jit, static_argnames=("energy_fn", "geometry", "steps", "learning_rate")
+)
+def polish_batch(
+    energy_fn: Callable,
+    positions: jax.Array,
+    parameters: Any,
+    geometry: Any,
+    steps: int,
+    learning_rate: float,
+) -> tuple[jax.Array, jax.Array]:
+    """`descent.polish` of ``[batch, n, 3]`` structures (parameters batched)."""
+    return jax.vmap(
+        lambda x, p: polish(energy_fn, x, p, geometry, steps, learning_rate)
+    )(positions, parameters)
