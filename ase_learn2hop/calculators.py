@@ -272,26 +272,86 @@ def _require_free_cluster(calculator: JaxCalculator, atoms) -> None:
 
 
 class LennardJones(JaxCalculator):
-    """Lennard-Jones clusters, **reduced units** (SPEC section 2).
+    """Lennard-Jones clusters, in reduced units or in ASE's conventions.
 
-    ``E = sum_{i<j} (1/r)^12 - 2 (1/r)^6``: eps = d0 = 1 and no cutoff, so
-    positions are in units of the pair-minimum distance d0 and energies in units
-    of eps (the LJ13 global minimum is -44.326801). Any chemical symbols are
-    accepted; the system must not be periodic.
+    - ``LennardJones()``: **reduced units**, the Cambridge Cluster Database
+      convention (SPEC section 2), ``E = sum_{i<j} (1/r)^12 - 2 (1/r)^6``: eps =
+      d0 = 1, no cutoff; positions in units of the pair minimum d0, energies in
+      units of eps (LJ13's global minimum is -44.326801). This is *not* ASE's
+      ``LennardJones()`` (sigma = 1, pair minimum at 2^(1/6), cutoff at 3).
+    - Any of ``sigma``, ``epsilon``, ``rc``, ``ro``, ``smooth`` given: **ASE's
+      conventions**, the energies and forces of `ase.calculators.lj.LennardJones`
+      with the same arguments and ASE's defaults for the rest (sigma = epsilon =
+      1, ``rc = 3 sigma`` with the pair energy shifted to 0 there, or with
+      ``smooth=True`` ASE's cutoff function from ``ro = 0.66 rc``), in the units
+      of sigma and epsilon (``LennardJones(sigma=3.4, epsilon=0.0104, rc=10.2)``:
+      argon in Å and eV). ``rc=numpy.inf`` (beyond ASE) means no cutoff.
+      ``set(sigma=...)`` later works as in ASE.
+
+    Any chemical symbols are accepted; the system must not be periodic.
+
+    Attributes:
+        lennard_jones_parameters: the `potentials.LennardJonesParameters`, or
+            ``None`` in reduced units.
+        length_scale: the pair minimum, 1 or ``2^(1/6) sigma``.
+
+    Raises:
+        CalculatorInputError: a parameter out of range (see
+            `potentials.lennard_jones_parameters`).
     """
 
-    def __init__(self, **kwargs):
+    PARAMETER_NAMES: ClassVar[tuple[str, ...]] = (
+        "sigma",
+        "epsilon",
+        "rc",
+        "ro",
+        "smooth",
+    )
+
+    def __init__(
+        self, sigma=None, epsilon=None, rc=None, ro=None, smooth=None, **kwargs
+    ):
+        self.lennard_jones_parameters = None
+        self._given: dict = {}  # the Lennard-Jones parameters ever given
         super().__init__(
             potential_name="lj",
             length_scale=potentials.LENNARD_JONES_LENGTH_SCALE,
             **kwargs,
         )
+        self.set(sigma=sigma, epsilon=epsilon, rc=rc, ro=ro, smooth=smooth)
+
+    def set(self, **kwargs):
+        """`ase.calculators.calculator.Calculator.set`; a Lennard-Jones parameter
+        switches to ASE's conventions, ASE's defaults filling in the others never
+        given. ``parameters`` then holds all five, resolved, as in ASE."""
+        given = {n: kwargs.pop(n) for n in self.PARAMETER_NAMES if n in kwargs}
+        changed = Calculator.set(self, **kwargs)
+        given = {**self._given, **{n: v for n, v in given.items() if v is not None}}
+        if given == self._given:
+            return changed
+        try:
+            parameters = potentials.lennard_jones_parameters(**given)
+        except ValueError as error:
+            raise CalculatorInputError(f"{self.__class__.__name__}: {error}") from error
+        self._given, self.lennard_jones_parameters = given, parameters
+        self.length_scale = potentials.lennard_jones_length_scale(parameters)
+        resolved = [float(value) for value in parameters[:4]] + [bool(parameters[5])]
+        resolved = dict(zip(self.PARAMETER_NAMES, resolved))
+        changed.update(
+            {n: v for n, v in resolved.items() if self.parameters.get(n) != v}
+        )
+        self.parameters.update(resolved)
+        self.reset()
+        self._cache_key = None  # the jitted energy closes over the parameters
+        return changed
 
     def check_atoms(self, atoms) -> None:
         _require_free_cluster(self, atoms)
 
     def make_energy_fn(self, atoms):
-        return _bind(potentials.lennard_jones(self.geometry), None)
+        return _bind(
+            potentials.lennard_jones(self.geometry), self.lennard_jones_parameters
+        )
 
 
 class Gupta(JaxCalculator):

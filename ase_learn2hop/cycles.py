@@ -24,7 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ase_learn2hop import driver
-from ase_learn2hop.descent import POLISH_LEARNING_RATE, POLISH_STEPS, Optimizer
+from ase_learn2hop.descent import (
+    POLISH_LEARNING_RATE,
+    POLISH_STEPS,
+    Optimizer,
+    fire_descent,
+)
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta
 from ase_learn2hop.search import (
     EnergyFn,
@@ -56,6 +61,8 @@ class CycleSearch(NamedTuple):
         force_calls: ``[batch]`` force calls of finished cycles.
         first_hit: ``[batch]`` force calls when the target was first reached,
             -1 before.
+        reinsert: move atoms that left a free cluster back onto its surface
+            (`reinsert_dissociated`) after every chunk.
     """
 
     theta: Theta
@@ -73,6 +80,7 @@ class CycleSearch(NamedTuple):
     best_positions: np.ndarray
     force_calls: np.ndarray
     first_hit: np.ndarray
+    reinsert: bool = False
 
     @property
     def optimizer(self) -> Optimizer:
@@ -93,7 +101,11 @@ class CycleSearch(NamedTuple):
     jax.jit, static_argnames=("energy_fn", "polish_steps", "polish_learning_rate")
 )
 def _finish_cycles(
-    energy_fn, last_positions, best_positions, parameters, polish_steps,
+    energy_fn,
+    last_positions,
+    best_positions,
+    parameters,
+    polish_steps,
     polish_learning_rate,
 ):
     return jax.vmap(
@@ -116,6 +128,8 @@ def cycles_start(
     polish_learning_rate: float = POLISH_LEARNING_RATE,
     target_energy: float = -math.inf,
     batched: bool = False,
+    relax_steps: int = 0,
+    reinsert: bool = False,
 ) -> CycleSearch:
     """Start the learned search at ``[batch, n, 3]`` starts.
 
@@ -123,6 +137,13 @@ def cycles_start(
         context, potential_parameters: of one system shared by every start, or
             already batched on axis 0 (``batched=True``).
         horizon: learned steps per cycle (the weights' training horizon).
+        relax_steps: first relax every start with FIRE (`relax_starts`: ASE's
+            conventions, until every force is below `RELAX_FMAX`, at most
+            ``relax_steps`` steps); the relaxed starts are where the search
+            begins and the first candidates for each start's best, so a search
+            never ends above a local relaxation of its start. 0 (the paper's
+            protocol) starts from the raw structures.
+        reinsert: see `CycleSearch.reinsert` (free clusters only).
     """
     if horizon < 1:
         raise ValueError(f"horizon must be positive, got {horizon}")
@@ -131,6 +152,12 @@ def cycles_start(
     parameters = SearchParameters(potential_parameters, context)
     if not batched:
         parameters = broadcast_to_batch(parameters, batch)
+    best_energy = np.full(batch, np.inf)
+    force_calls = np.zeros(batch, dtype=np.int64)
+    if relax_steps > 0:
+        positions, best_energy, force_calls = relax_starts(
+            energy_fn, positions, parameters.potential, context.geometry, relax_steps
+        )
     carry = driver.start(
         learned_steps(config, energy_fn),
         positions,
@@ -150,10 +177,53 @@ def cycles_start(
         carry=carry,
         cycle_step=0,
         steps=0,
-        best_energy=np.full(batch, np.inf),
+        best_energy=best_energy,
         best_positions=np.asarray(positions),
-        force_calls=np.zeros(batch, dtype=np.int64),
+        force_calls=force_calls,
         first_hit=np.full(batch, -1, dtype=np.int64),
+        reinsert=bool(reinsert) and not context.geometry.periodic,
+    )
+
+
+#: The relaxation of the starts stops once every start's largest force is below
+#: this (energy / length units): tighter than ASE's default ``fmax`` of 0.05.
+RELAX_FMAX = 0.01
+#: FIRE steps between two checks of the relaxation's forces.
+RELAX_CHUNK = 100
+
+
+def relax_starts(
+    energy_fn: EnergyFn,
+    positions: jax.Array,
+    potential_parameters: Any,
+    geometry,
+    max_steps: int,
+    fmax: float = RELAX_FMAX,
+) -> tuple[jax.Array, np.ndarray, np.ndarray]:
+    """FIRE (ASE's conventions and defaults) from ``[batch, n, 3]`` starts until
+    every start's largest force is below ``fmax``, or ``max_steps`` steps.
+
+    Returns:
+        ``(positions, energies [batch] (+inf where not finite), force_calls
+        [batch])``.
+    """
+    optimizer = fire_descent(energy_fn, 0.1, geometry)
+    carry = driver.start(optimizer, positions, potential_parameters)
+    done = 0
+    while done < max_steps:
+        largest = np.linalg.norm(np.asarray(carry.state.gradient), axis=-1).max(axis=-1)
+        if np.all(largest < fmax):
+            break
+        chunk = min(RELAX_CHUNK, max_steps - done)
+        carry = driver.advance(
+            optimizer, carry, chunk, potential_parameters, record_every=chunk
+        ).carry
+        done += chunk
+    energy = np.asarray(carry.state.energy)
+    return (
+        carry.state.positions,
+        np.where(np.isfinite(energy), energy, np.inf),
+        np.asarray(carry.force_calls, dtype=np.int64),
     )
 
 
@@ -223,17 +293,15 @@ def cycles_finish(
     return _restart(search, jnp.asarray(restart))
 
 
-def _restart_diverged(search: CycleSearch) -> CycleSearch:
-    """Searches whose energy went non-finite restart from their cycle's best."""
-    diverged = ~np.isfinite(search.current_energy)
-    if not diverged.any():
+def _restart_where(
+    search: CycleSearch, restart: np.ndarray, positions: np.ndarray
+) -> CycleSearch:
+    """Fresh optimizer states at ``positions`` for the starts where ``restart``
+    (``[batch]`` bool); the cycle's bookkeeping is kept and the new evaluation
+    charged."""
+    if not restart.any():
         return search
     carry = search.carry
-    positions = np.where(
-        diverged[:, None, None],
-        np.asarray(carry.best_positions),
-        np.asarray(carry.state.positions),
-    )
     fresh = driver.start(
         search.optimizer,
         jnp.asarray(positions),
@@ -241,18 +309,91 @@ def _restart_diverged(search: CycleSearch) -> CycleSearch:
         search.theta,
         target_energy=search.target_energy,
     )
-    # Keep the cycle's bookkeeping; the restart's evaluation is charged.
     carry = carry._replace(
         state=jax.tree_util.tree_map(
             lambda new, old: jnp.where(
-                jnp.reshape(diverged, (-1,) + (1,) * (jnp.ndim(new) - 1)), new, old
+                jnp.reshape(restart, (-1,) + (1,) * (jnp.ndim(new) - 1)), new, old
             ),
             fresh.state,
             carry.state,
         ),
-        force_calls=carry.force_calls + jnp.asarray(diverged, dtype=int),
+        force_calls=carry.force_calls + jnp.asarray(restart, dtype=int),
     )
     return search._replace(carry=carry)
+
+
+def _restart_diverged(search: CycleSearch) -> CycleSearch:
+    """Searches whose energy went non-finite restart from their cycle's best."""
+    diverged = ~np.isfinite(search.current_energy)
+    positions = np.where(
+        diverged[:, None, None],
+        np.asarray(search.carry.best_positions),
+        np.asarray(search.carry.state.positions),
+    )
+    return _restart_where(search, diverged, positions)
+
+
+#: Atoms farther than this many length scales from every atom of the largest
+#: connected group have left the cluster.
+DISSOCIATION_DISTANCE = 2.0
+
+
+def reinsert_dissociated(
+    positions: np.ndarray, length_scale: float
+) -> tuple[np.ndarray, bool]:
+    """Atoms that left a free cluster, put back on its surface.
+
+    Atoms are connected when closer than `DISSOCIATION_DISTANCE` length scales;
+    every atom outside the largest connected group moves to one length scale
+    beyond the group's outermost atom in its own direction from the group's
+    centroid (GMIN's reinsertion of evaporated atoms, in spirit).
+
+    Args:
+        positions: ``[n, 3]`` one cluster (length units).
+        length_scale: the potential's length scale (pair minimum).
+
+    Returns:
+        ``(positions [n, 3], moved)``.
+    """
+    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    bonded = distances < DISSOCIATION_DISTANCE * length_scale
+    group = np.full(len(positions), -1)
+    for seed in range(len(positions)):
+        if group[seed] >= 0:
+            continue
+        group[seed] = seed
+        frontier = [seed]
+        while frontier:
+            neighbours = np.flatnonzero(bonded[frontier].any(axis=0) & (group < 0))
+            group[neighbours] = seed
+            frontier = list(neighbours)
+    labels, sizes = np.unique(group, return_counts=True)
+    main = group == labels[np.argmax(sizes)]
+    if main.all():
+        return positions, False
+    positions = positions.copy()
+    centroid = positions[main].mean(axis=0)
+    for index in np.flatnonzero(~main):
+        direction = positions[index] - centroid
+        norm = np.linalg.norm(direction)
+        direction = direction / norm if norm > 0 else np.array([1.0, 0.0, 0.0])
+        outermost = positions[main][np.argmax((positions[main] - centroid) @ direction)]
+        positions[index] = outermost + length_scale * direction
+        main[index] = True
+    return positions, True
+
+
+def _reinsert(search: CycleSearch) -> CycleSearch:
+    if not search.reinsert:
+        return search
+    positions = np.array(search.carry.state.positions)
+    scales = np.asarray(search.parameters.context.length_scale)
+    moved = np.zeros(len(positions), dtype=bool)
+    for index in range(len(positions)):
+        positions[index], moved[index] = reinsert_dissociated(
+            positions[index], float(scales[index])
+        )
+    return _restart_where(search, moved, positions)
 
 
 def cycles_advance(
@@ -303,7 +444,7 @@ def cycles_advance(
             steps=search.steps + chunk,
         )
         remaining -= chunk
-        search = _restart_diverged(search)
+        search = _reinsert(_restart_diverged(search))
         if search.cycle_step >= search.horizon:
             search = cycles_finish(search, on_minimum)
     batch = search.best_energy.shape[0]

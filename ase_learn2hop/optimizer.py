@@ -2,58 +2,41 @@
 
 A drop-in where users ran ``ase.optimize.FIRE`` or ``BasinHopping``::
 
+    from ase.io import read
     from ase_learn2hop import LearnedHopOptimizer
     from ase_learn2hop.calculators import LennardJones
+    atoms = read("cluster.xyz")
     atoms.calc = LennardJones()
     opt = LearnedHopOptimizer(atoms, logfile="-", trajectory="hop.traj")
     opt.run(steps=50000)          # atoms now holds the best minimum found
     energy, best = opt.get_minimum()
 
-Semantics of ``run(fmax=0.05, steps=N)``:
+The full semantics (cycles of the weights' horizon, the relaxed start and the
+guards, stopping criteria, ``run()`` without ``steps``, where it differs from
+ASE's optimizer contract on purpose, constraints, cells) are in the README
+section "LearnedHopOptimizer semantics" and in the class and method docstrings.
 
-- it makes N learned steps. The weights were trained for a horizon of H learned
-  steps (``opt.horizon``); when N exceeds H the search goes on in successive
-  cycles of H steps, each cycle ending with the paper's polish (1000 steps of
-  gradient descent at learning rate 0.001) and the next one starting from that
-  polished structure with a fresh optimizer state;
-- then it polishes, and leaves ``atoms`` at the **best** minimum found: never
-  above its start (the start, polished, is a candidate too) nor above any minimum
-  it visited;
-- ``fmax`` (eV/Å) is the force criterion of that final polish (FIRE, after the
-  gradient-descent polish); it does not stop the search at the first local
-  minimum. ``run`` returns True when the final structure meets it.
-
-The search is the core's cycle loop (`cycles.cycles_start` / `cycles_advance`
-/ `cycles_finish`), the same code the benchmark runs; this class is a thin state
-machine over it. Fast path: when ``atoms.calc`` is one of our JAX calculators
-(`LennardJones`, `Gupta`, `StillingerWeber`) the energy is the JAX potential and
-the steps run as jitted ``lax.scan`` chunks of ``observe_every`` steps. Generic
-path: with any other ASE calculator (``EMT``, ...) the same loop runs with an
-energy function that calls ``atoms.calc`` from inside the jitted steps
-(`conversion.calculator_energy_fn`). Either way the logfile, trajectory and attached
-observers fire at chunk ends (an observer attached with ``interval=k`` fires at
-the end of every chunk in which a multiple of k was reached).
-
-Multi-start (fast path only): ``n_starts=K`` runs K searches at once as one
-batched computation: the given structure plus K - 1 harmonic-initialization
-starts (``starts="harmonic"``) or K Gaussian perturbations of it
-(``starts="perturb"``, standard deviation ``perturbation`` length scales, the
-first one unperturbed); ``start_energies`` holds the best energy of each.
+The search is the core's cycle loop (`cycles`), the same code the benchmark
+runs; this class is a thin state machine over it. With our JAX calculators the
+energy is the JAX potential; with any other ASE calculator the same loop calls
+``atoms.calc`` from inside the jitted steps (`conversion.calculator_energy_fn`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
+from ase.io.trajectory import Trajectory
 from ase.optimize import FIRE
-from ase.optimize.optimize import DEFAULT_MAX_STEPS, Optimizer
+from ase.optimize.optimize import Optimizer
 
-from ase_learn2hop import conversion, cycles, search, systems
+from ase_learn2hop import compilation_cache, conversion, cycles, search
+from ase_learn2hop import restart as restart_files
 from ase_learn2hop import weights as weight_files
 from ase_learn2hop.minima import DistinctMinima
 from ase_learn2hop.precision import float64
@@ -63,6 +46,23 @@ __all__ = ["LearnedHopOptimizer", "NoSuitableWeightsError"]
 
 #: Most force calls the final FIRE polish may spend to reach ``fmax``.
 FINAL_POLISH_MAX_STEPS = 5000
+#: Most FIRE steps that relax each start before the search (`cycles.relax_starts`).
+RELAX_STEPS = 1000
+
+#: Cycles of ``run()`` without ``steps`` (as FIRE and BFGS are called): ASE's
+#: 100 million steps mean "until converged", which a global search never is.
+#: Ten cycles (3000 to 10000 learned steps with the shipped weights) take seconds
+#: for LJ13 and minutes for 50 to 100 atoms on 2 cores.
+DEFAULT_SEARCH_CYCLES = 10
+
+
+def _check_steps(value, name: str = "steps") -> int:
+    """``value`` as a non-negative int; a clear ValueError otherwise."""
+    number = (int, float, np.integer, np.floating)
+    is_count = isinstance(value, number) and not isinstance(value, bool)
+    if not (is_count and float(value).is_integer() and value >= 0):
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 class LearnedHopOptimizer(Optimizer):
@@ -91,6 +91,15 @@ class LearnedHopOptimizer(Optimizer):
             nearest-neighbour distance.
         polish_steps, polish_learning_rate: the gradient-descent polish (paper
             section 3.3: 1000 steps at 0.001).
+        minima_trajectory: path (opened for writing, like `BasinHopping`'s
+            ``local_minima_trajectory``) or open `Trajectory` that receives each
+            distinct minimum, as `Atoms` with its energy, when first found;
+            ``None`` (default) writes none. ``opt.minima`` iterates over
+            ``(energy, atoms)`` lowest first, `get_minima` lists the `Atoms`.
+
+    Attributes:
+        stopped_by: why the last run stopped: ``"steps"``,
+            ``"target_energy"`` or ``"max_force_calls"`` (``None`` before).
     """
 
     def __init__(
@@ -111,8 +120,17 @@ class LearnedHopOptimizer(Optimizer):
         length_scale: float | None = None,
         polish_steps: int = search.POLISH_STEPS,
         polish_learning_rate: float = search.POLISH_LEARNING_RATE,
+        relax_steps: int = RELAX_STEPS,
+        minima_trajectory: Any = None,
         **kwargs,
     ):
+        if not isinstance(atoms, Atoms):
+            raise TypeError(
+                "LearnedHopOptimizer searches atomic positions of an Atoms object; "
+                f"{type(atoms).__name__} (a cell filter or other optimizable) is not "
+                "supported: search the positions, then relax the cell with e.g. "
+                "BFGS(FrechetCellFilter(atoms))"
+            )
         if atoms.calc is None:
             raise ValueError(
                 "LearnedHopOptimizer needs atoms with a calculator attached"
@@ -125,33 +143,20 @@ class LearnedHopOptimizer(Optimizer):
             raise ValueError(f"starts must be 'harmonic' or 'perturb', got {starts!r}")
         if observe_every < 1:
             raise ValueError("observe_every must be a positive number of steps")
+        compilation_cache.enable()
         with float64():
-            self.system = conversion.system_from_atoms(atoms)
-            if fast and self.system is None:
-                raise ValueError(
-                    "the fast path needs one of ase_learn2hop's JAX calculators "
-                    "(LennardJones, Gupta, StillingerWeber)"
-                )
-            self.fast = self.system is not None if fast is None else bool(fast)
-            if n_starts > 1 and not self.fast:
-                raise ValueError(
-                    "n_starts > 1 runs the starts as one batched JAX computation "
-                    "and needs one of ase_learn2hop's calculators (LennardJones, "
-                    "Gupta, StillingerWeber)"
-                )
-            if self.fast:
-                self.context = self.system.context
-                self.energy_fn = self.system.energy_fn
-                self.potential_parameters = self.system.potential_parameters
-                if length_scale is not None:
-                    self.context = self.context._replace(
-                        length_scale=jnp.asarray(length_scale)
-                    )
-            else:
-                self.context = conversion.generic_context(atoms, length_scale)
-                self.energy_fn = conversion.calculator_energy_fn(atoms)
-                self.potential_parameters = None
-            self.weights = self._resolve_weights(weights)
+            problem = conversion.search_problem(
+                atoms,
+                fast=fast,
+                length_scale=length_scale,
+                n_starts=n_starts,
+                starts=starts,
+            )
+            self.system, self.fast, self.context = problem[:3]
+            self.energy_fn, self.potential_parameters = problem[3:]
+            self.weights = weight_files.weights_for(
+                self.system, weights, self.context.species
+            )
         self.seed = seed
         self.n_starts = n_starts
         self.starts = starts
@@ -159,35 +164,25 @@ class LearnedHopOptimizer(Optimizer):
         self.observe_every = observe_every
         self.polish_steps = polish_steps
         self.polish_learning_rate = polish_learning_rate
-        self.minima = DistinctMinima(geometry=self.context.geometry)
+        self.relax_steps = int(relax_steps)
+        self.minima = DistinctMinima(geometry=self.context.geometry, template=atoms)
+        if isinstance(minima_trajectory, (str, os.PathLike)):
+            minima_trajectory = self.closelater(
+                Trajectory(minima_trajectory, "w", atoms)
+            )
+        self.minima.trajectory = minima_trajectory
+        self.stopped_by: str | None = None
         self.start_energies: np.ndarray | None = None
         self.best_energy = np.inf
         self.best_positions: np.ndarray | None = None
         self.energy_evaluations = 0
+        self._polish_calls = 0
         self._search: cycles.CycleSearch | None = None
         super().__init__(
             atoms, restart, logfile, trajectory, append_trajectory, **kwargs
         )
 
     # -- set-up ------------------------------------------------------------------
-
-    def _resolve_weights(self, weights) -> weight_files.LearnedWeights:
-        n_species = len(np.unique(np.asarray(self.context.species)))
-        if self.system is None:
-            if weights is None:
-                raise NoSuitableWeightsError(
-                    "with a calculator that is not one of ase_learn2hop's, pass "
-                    "weights= explicitly (shipped: "
-                    f"{weight_files.available_pretrained() or 'none'})"
-                )
-            return weight_files.resolve_weights(weights, "", "", "this system", n_species)
-        return weight_files.resolve_weights(
-            weights,
-            self.system.family,
-            self.system.potential,
-            self.system.name,
-            n_species,
-        )
 
     @property
     def horizon(self) -> int:
@@ -223,19 +218,10 @@ class LearnedHopOptimizer(Optimizer):
     # -- the search --------------------------------------------------------------
 
     def _start_positions(self) -> np.ndarray:
-        positions = self.atoms.get_positions()[None]
-        extra = self.n_starts - 1
-        if extra == 0:
-            return positions
-        key = jax.random.key(self.seed)
-        if self.starts == "harmonic":
-            others = np.asarray(systems.starting_structures(key, self.system, extra))
-        else:
-            noise = jax.random.normal(key, (extra,) + positions.shape[1:])
-            others = positions + self.perturbation * float(
-                self.context.length_scale
-            ) * np.asarray(noise)
-        return np.concatenate([positions, others])
+        return conversion.start_positions(
+            self.atoms.get_positions(), self.system, self.context, self.n_starts,
+            self.starts, self.perturbation, self.seed,
+        )  # fmt: skip
 
     def _begin(self) -> None:
         with float64():
@@ -249,7 +235,11 @@ class LearnedHopOptimizer(Optimizer):
                 horizon=self.horizon,
                 polish_steps=self.polish_steps,
                 polish_learning_rate=self.polish_learning_rate,
+                relax_steps=self.relax_steps,
+                reinsert=True,
             )
+        # The relaxed starts are the first candidates: never worse than FIRE.
+        self._record_minima(self._search.best_energy, self._search.best_positions)
 
     def _record_minima(self, energies: np.ndarray, positions: np.ndarray) -> None:
         for energy, structure in zip(energies, positions):
@@ -279,8 +269,6 @@ class LearnedHopOptimizer(Optimizer):
             self._search.total_force_calls.sum()
         )
 
-    _polish_calls = 0
-
     def _offer_best(self, energy: float, positions: np.ndarray) -> None:
         if np.isfinite(energy) and energy < self.best_energy:
             self.best_energy = energy
@@ -288,22 +276,65 @@ class LearnedHopOptimizer(Optimizer):
 
     # -- the ASE interface -------------------------------------------------------
 
-    def irun(self, fmax: float = 0.05, steps: int = DEFAULT_MAX_STEPS):
+    def default_steps(self) -> int:
+        """Learned steps of ``run()`` / ``irun()`` without ``steps``:
+        ``DEFAULT_SEARCH_CYCLES * horizon`` (see `DEFAULT_SEARCH_CYCLES`)."""
+        return DEFAULT_SEARCH_CYCLES * self.horizon
+
+    def irun(
+        self,
+        fmax: float = 0.05,
+        steps: int | None = None,
+        *,
+        target_energy: float | None = None,
+        max_force_calls: int | None = None,
+    ):
         """Run the learned search as a generator (see the module docstring).
 
-        Yields False after every chunk of learned steps, then whether the final
-        polished structure meets ``fmax``.
+        Args:
+            fmax: force criterion (eV/Å) of the final polish.
+            steps: learned steps; ``None`` makes `default_steps` (ten cycles of
+                the weights' horizon), 0 leaves ``atoms`` untouched.
+            target_energy: stop at the end of the chunk in which the best
+                energy found (the logfile's "Best") reaches this energy.
+            max_force_calls: stop at the end of the chunk in which the energy
+                and force calls of this optimizer (``energy_evaluations``)
+                reach this number; the closing polish comes on top.
+
+        Yields:
+            False before the first learned step and after every chunk of
+            ``observe_every`` steps but the last; after the last, whether the
+            final (best, polished) structure meets ``fmax``. With
+            ``steps=0``: once, whether the start meets ``fmax``.
         """
+        steps = self.default_steps() if steps is None else _check_steps(steps)
+        if target_energy is not None:
+            target_energy = float(target_energy)
+            if np.isnan(target_energy):
+                raise ValueError("target_energy must be a number, got NaN")
+        if max_force_calls is not None:
+            max_force_calls = _check_steps(max_force_calls, "max_force_calls")
         self.fmax = fmax
         self.max_steps = self.nsteps + steps
+        return self._irun(steps, target_energy, max_force_calls)
+
+    def _irun(self, steps, target_energy, max_force_calls):
+        self.stopped_by = None
         self._offer_best(self.atoms.get_potential_energy(), self.atoms.get_positions())
+        if self.nsteps == 0:
+            self.log()
+            # As ASE: no second first image on a restart with a trajectory.
+            if self.trajectory is None or self._traj_is_empty():
+                self.call_observers()
+        if steps == 0:  # as FIRE: nothing moves, is the start converged?
+            self.stopped_by = "steps"
+            yield bool(self.converged())
+            return
         try:
+            yield False
             if self._search is None:
                 self._begin()
-            if self.nsteps == 0:
-                self.log()
-                self.call_observers()
-            while self.nsteps < self.max_steps:
+            while True:
                 chunk = min(
                     self.observe_every,
                     self.horizon - self._cycle_step,
@@ -311,32 +342,73 @@ class LearnedHopOptimizer(Optimizer):
                 )
                 self._advance(chunk)
                 self.nsteps += chunk
-                self._show_current()
+                self.stopped_by = self._stop_reason(target_energy, max_force_calls)
+                if self.stopped_by is None:
+                    self._show_current()
+                else:
+                    if self._cycle_step > 0 or self.start_energies is None:
+                        self._finish_cycle()
+                    converged = self._settle_best()
+                    self._search = None
                 self.log()
                 self._call_observers_crossed(chunk)
                 self._dump_state()
+                if self.stopped_by is not None:
+                    yield converged
+                    return
                 yield False
-            if self._cycle_step > 0 or self.start_energies is None:
-                self._finish_cycle()
-            converged = self._settle_best()
-            self._search = None
-            self.log()
-            self.call_observers()
-            self._dump_state()
-            yield converged
         finally:
             self._restore_best()
 
-    def run(self, fmax: float = 0.05, steps: int = DEFAULT_MAX_STEPS) -> bool:
+    def run(
+        self,
+        fmax: float = 0.05,
+        steps: int | None = None,
+        *,
+        target_energy: float | None = None,
+        max_force_calls: int | None = None,
+    ) -> bool:
         """Make ``steps`` learned steps, polish, leave atoms at the best minimum.
+
+        Arguments as `irun` (``steps=None``: ``DEFAULT_SEARCH_CYCLES *
+        horizon`` learned steps; ``steps=0``: nothing moves).
 
         Returns:
             True when the final structure's largest force is below ``fmax``.
         """
         converged = False
-        for converged in self.irun(fmax=fmax, steps=steps):
+        for converged in self.irun(
+            fmax=fmax,
+            steps=steps,
+            target_energy=target_energy,
+            max_force_calls=max_force_calls,
+        ):
             pass
         return converged
+
+    def _stop_reason(self, target_energy, max_force_calls) -> str | None:
+        if self.nsteps >= self.max_steps:
+            return "steps"
+        if target_energy is not None and self.best_so_far <= target_energy:
+            return "target_energy"
+        if max_force_calls is not None and self.energy_evaluations >= max_force_calls:
+            return "max_force_calls"
+        return None
+
+    @property
+    def best_so_far(self) -> float:
+        """Lowest energy found so far (the logfile's "Best"): the lowest polished
+        minimum (the start included), or the lowest energy evaluated in the
+        current cycle when that is lower (that structure is polished at the end
+        of the cycle, which only lowers it)."""
+        best = self.best_energy
+        if self._search is not None:
+            for energies in (self._search.best_energy, self._search.carry.best_energy):
+                energies = np.asarray(energies)
+                energies = energies[np.isfinite(energies)]
+                if energies.size:
+                    best = min(best, float(energies.min()))
+        return best
 
     def step(self) -> None:
         """One learned step (ASE's `Dynamics.irun` interface)."""
@@ -396,77 +468,32 @@ class LearnedHopOptimizer(Optimizer):
             self._header_written = True
         self.logfile.write(
             f"{name}:  {self.nsteps:8d} {now[3]:02d}:{now[4]:02d}:{now[5]:02d} "
-            f"{energy:15.6f} {self.best_energy:15.6f} {fmax:12.6f}\n"
+            f"{energy:15.6f} {self.best_so_far:15.6f} {fmax:12.6f}\n"
         )
 
     def get_minimum(self) -> tuple[float, Atoms]:
-        """``(energy, atoms)`` of the best minimum found (as `BasinHopping`)."""
+        """``(energy, atoms)`` of the best minimum found (as `BasinHopping`).
+
+        Before any run: the energy and a copy of ``atoms`` as they are (ASE's
+        `BasinHopping` relaxes its start in the constructor and returns that;
+        this optimizer does not move atoms before ``run``).
+        """
         atoms = self.atoms.copy()
+        if self.best_positions is None:
+            return float(self.atoms.get_potential_energy()), atoms
         atoms.set_positions(self.best_positions)
         return self.best_energy, atoms
 
-    # -- restart files -------------------------------------------------------------
+    def get_minima(self) -> list[Atoms]:
+        """The distinct minima found, lowest energy first, each a copy of
+        ``atoms`` with a `SinglePointCalculator` holding its energy."""
+        return [atoms for _, atoms in self.minima]
+
+    # -- restart files (see `ase_learn2hop.restart`) -------------------------------------------
 
     def _dump_state(self) -> None:
-        if self.restart is None:
-            return
-        found = self._search
-        data = {
-            "nsteps": self.nsteps,
-            "best_energy": self.best_energy,
-            "best_positions": self.best_positions,
-            "energy_evaluations": self.energy_evaluations,
-            "start_energies": self.start_energies,
-            "search": None if found is None else _search_to_dict(found),
-        }
-        self.dump(data)
+        if self.restart is not None:
+            self.dump(restart_files.optimizer_state(self))
 
     def read(self) -> None:
-        data = self.load()
-        self.nsteps = int(data["nsteps"])
-        self.best_energy = float(data["best_energy"])
-        if data["best_positions"] is not None:
-            self.best_positions = np.asarray(data["best_positions"])
-        self.energy_evaluations = int(data["energy_evaluations"])
-        if data.get("start_energies") is not None:
-            self.start_energies = np.asarray(data["start_energies"])
-        self._search = None
-        if data.get("search") is not None:
-            self._begin()
-            self._search = _search_from_dict(self._search, data["search"])
-
-
-_SEARCH_ARRAYS = ("best_energy", "best_positions", "force_calls", "first_hit")
-
-
-def _search_to_dict(found: cycles.CycleSearch) -> dict:
-    return {
-        "cycle_step": found.cycle_step,
-        "steps": found.steps,
-        "carry": [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(found.carry)],
-        **{name: np.asarray(getattr(found, name)) for name in _SEARCH_ARRAYS},
-    }
-
-
-def _search_from_dict(template: cycles.CycleSearch, data: dict) -> cycles.CycleSearch:
-    """The saved search, on the structure of a fresh one (shapes checked)."""
-    leaves, structure = jax.tree_util.tree_flatten(template.carry)
-    saved = [np.asarray(leaf) for leaf in data["carry"]]
-    if len(saved) != len(leaves) or any(
-        a.shape != np.shape(b) for a, b in zip(saved, leaves)
-    ):
-        raise ValueError(
-            "the restart file holds a search of another system: its arrays have "
-            f"shapes {[a.shape for a in saved][:2]}..., this one needs "
-            f"{[np.shape(b) for b in leaves][:2]}... (atoms or starts differ)"
-        )
-    with float64():
-        carry = jax.tree_util.tree_unflatten(
-            structure, [jnp.asarray(a) for a in saved]
-        )
-    return template._replace(
-        carry=carry,
-        cycle_step=int(data["cycle_step"]),
-        steps=int(data["steps"]),
-        **{name: np.asarray(data[name]) for name in _SEARCH_ARRAYS},
-    )
+        restart_files.restore_optimizer_state(self, self.load())

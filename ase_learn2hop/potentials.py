@@ -4,7 +4,7 @@ Each potential is a factory over a `geometry.Geometry` (free space or a periodic
 cell) that returns an energy function with one calling convention,
 ``energy_fn(positions [n, 3], parameters) -> scalar`` (`EnergyFn`):
 
-- ``lennard_jones(geometry=FREE)``, parameters ``None``;
+- ``lennard_jones(geometry=FREE)``, parameters ``None`` or `LennardJonesParameters`;
 - ``gupta(geometry=FREE)``, parameters a `GuptaInput` (species and parameter set);
 - ``stillinger_weber(geometry)``, parameters ``None``;
 - ``soft_sphere(geometry=FREE)``, parameters the contact diameter.
@@ -18,8 +18,9 @@ functions are ``jit``-able and ``vmap``-able over a leading batch axis, includin
 the species and parameters of the Gupta potential, so that a training batch may mix
 compositions and parameter sets of the same atom count.
 
-Units: Lennard-Jones in reduced units (eps = d0 = 1, pair minimum at r = 1);
-Gupta and Stillinger-Weber in Å and eV.
+Units: Lennard-Jones in reduced units (eps = d0 = 1, pair minimum at r = 1), or
+those of its sigma and epsilon (`LennardJonesParameters`); Gupta and
+Stillinger-Weber in Å and eV.
 
 Geometry is dense (all pairs, ``[n, n]``): the clusters of the paper have at most a
 few hundred atoms, where a neighbour list costs more than it saves and would not
@@ -161,6 +162,54 @@ def _off_diagonal(n_atoms: int) -> jax.Array:
 # --------------------------------------------------------------------------------
 
 
+class LennardJonesParameters(NamedTuple):
+    """Lennard-Jones in ASE's conventions (`ase.calculators.lj.LennardJones`):
+    float64 scalars (``smooth`` a bool), traced by ``jit`` (one compilation for
+    all values). ``u(r) = 4 epsilon [(sigma/r)^12 - (sigma/r)^6]`` for ``r <=
+    cutoff`` (``inf``: none), minus ``shift = u(cutoff)`` or, if ``smooth``, times
+    ASE's cutoff function from ``onset`` to ``cutoff``."""
+
+    sigma: Any
+    epsilon: Any
+    cutoff: Any
+    onset: Any
+    shift: Any
+    smooth: Any
+
+
+def lennard_jones_parameters(
+    sigma=None, epsilon=None, rc=None, ro=None, smooth=None
+) -> LennardJonesParameters:
+    """`LennardJonesParameters` with ASE's defaults for what is not given: sigma =
+    epsilon = 1, ``rc = 3 sigma``, ``ro = 0.66 rc``, not smooth (the pair energy
+    shifted to 0 at rc). ``rc = inf`` (an extension) means no cutoff.
+
+    Raises ``ValueError`` for sigma, epsilon or rc not positive (sigma, epsilon
+    infinite), a smooth cutoff at infinity or ``ro`` outside ``(0, rc)``.
+    """
+    sigma = 1.0 if sigma is None else float(sigma)
+    epsilon = 1.0 if epsilon is None else float(epsilon)
+    rc = 3.0 * sigma if rc is None else float(rc)  # ASE's defaults
+    ro = 0.66 * rc if ro is None else float(ro)
+    smooth = bool(smooth)
+    for name, value in (("sigma", sigma), ("epsilon", epsilon), ("rc", rc)):
+        if not (value > 0.0 and (name == "rc" or np.isfinite(value))):
+            raise ValueError(f"Lennard-Jones {name} must be positive, got {value}")
+    if smooth and not (np.isfinite(rc) and 0.0 < ro < rc):
+        raise ValueError(f"a smooth cutoff needs onset ro in (0, rc = {rc}), got {ro}")
+    c6 = 0.0 if smooth else (sigma / rc) ** 6  # shift 0 if smooth or rc = inf
+    onset = ro if np.isfinite(ro) else rc
+    values = (sigma, epsilon, rc, onset, 4.0 * epsilon * c6 * (c6 - 1.0))
+    return LennardJonesParameters(*map(np.float64, values), np.bool_(smooth))
+
+
+def lennard_jones_length_scale(parameters: LennardJonesParameters | None) -> float:
+    """The pair minimum: 1 in reduced units (``None``), else ``2^(1/6) sigma``."""
+    if parameters is None:
+        return LENNARD_JONES_LENGTH_SCALE
+    return 2.0 ** (1.0 / 6.0) * float(parameters.sigma)
+
+
 def _lennard_jones_pair_sum(
     squared_distances: jax.Array, off_diagonal: jax.Array
 ) -> jax.Array:
@@ -172,14 +221,38 @@ def _lennard_jones_pair_sum(
     return 0.5 * jnp.sum(pair_energies)
 
 
+def _lennard_jones_sum(squared_distances, n_atoms, parameters) -> jax.Array:
+    off_diagonal = _off_diagonal(n_atoms)
+    if parameters is None:  # reduced units, bit for bit as ever
+        return _lennard_jones_pair_sum(squared_distances, off_diagonal)
+    sigma, epsilon, cutoff, onset, shift, smooth = (jnp.asarray(x) for x in parameters)
+    # As ASE: pairs with r <= rc interact, shifted or smoothed.
+    inside = off_diagonal & (squared_distances <= cutoff**2)
+    r2 = jnp.where(inside, squared_distances, 1.0)
+    c6 = (sigma**2 / r2) ** 3
+    pair_energies = 4.0 * epsilon * c6 * (c6 - 1.0)  # +inf, never inf - inf
+    # ASE's (jax-md's) cutoff function of r^2, on safe values only (rc may be inf
+    # when not smooth), so that no inf or NaN reaches the gradient.
+    rc2 = jnp.where(smooth, cutoff**2, 2.0)
+    ro2 = jnp.where(smooth, onset**2, 1.0)
+    ramp = smooth & (r2 >= ro2) & (r2 < rc2)
+    x = jnp.where(ramp, r2, ro2)
+    fc = (rc2 - x) ** 2 * (rc2 + 2.0 * x - 3.0 * ro2) / (rc2 - ro2) ** 3
+    fc = jnp.where(ramp, fc, jnp.where(r2 >= rc2, 0.0, 1.0))
+    pair_energies = jnp.where(smooth, pair_energies * fc, pair_energies - shift)
+    return 0.5 * jnp.sum(jnp.where(inside, pair_energies, 0.0))
+
+
 @_per_geometry
 def lennard_jones(geometry: Geometry = FREE) -> EnergyFn:
-    """Lennard-Jones energy, reduced units (SPEC section 2).
+    """Lennard-Jones energy (SPEC section 2), reduced or in ASE's conventions.
 
-    ``E = sum_{i<j} (1/r_ij)^12 - 2 (1/r_ij)^6`` with eps = d0 = 1 and no cutoff:
-    the pair minimum is -1 at r = 1 (Cambridge Cluster Database convention).
-    In a periodic cell each pair interacts through its minimum image only
-    (no cutoff, so the energy jumps where a pair crosses half the cell).
+    ``parameters=None``: reduced units (Cambridge Cluster Database), ``E =
+    sum_{i<j} (1/r_ij)^12 - 2 (1/r_ij)^6``, no cutoff: the pair minimum is -1 at
+    r = 1. A `LennardJonesParameters`: ASE's energy and forces with the same
+    sigma, epsilon, rc, ro, smooth. In a periodic cell each pair interacts through
+    its minimum image only (without a cutoff the energy jumps where a pair
+    crosses half the cell).
 
     Args:
         geometry: free space (clusters, the default) or a periodic cell.
@@ -194,9 +267,7 @@ def lennard_jones(geometry: Geometry = FREE) -> EnergyFn:
             squared_distances = jnp.sum(
                 geometry.pair_displacements(positions) ** 2, axis=-1
             )
-            return _lennard_jones_pair_sum(
-                squared_distances, _off_diagonal(positions.shape[0])
-            )
+            return _lennard_jones_sum(squared_distances, positions.shape[0], parameters)
 
         return energy_fn
 
@@ -210,9 +281,7 @@ def lennard_jones(geometry: Geometry = FREE) -> EnergyFn:
         squared_distances = (
             squared_norms[:, None] + squared_norms[None, :] - 2.0 * centred @ centred.T
         )
-        return _lennard_jones_pair_sum(
-            squared_distances, _off_diagonal(positions.shape[0])
-        )
+        return _lennard_jones_sum(squared_distances, positions.shape[0], parameters)
 
     return free_energy_fn
 

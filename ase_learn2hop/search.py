@@ -99,7 +99,8 @@ def learned_steps(config: LearnedOptimizerConfig, energy_fn: EnergyFn) -> Optimi
     """The learned optimizer as an ``Optimizer(init_fn, step_fn)`` (paper eq. 2).
 
     ``parameters`` is a `SearchParameters`; ``shared`` is ``theta``. The
-    displacement is wrapped into the cell by the context's geometry.
+    displacement is wrapped into the cell by the context's geometry, and fixed
+    coordinates (``context.free``) do not move.
     """
     value_and_grad = jax.value_and_grad(energy_fn)
 
@@ -122,6 +123,8 @@ def learned_steps(config: LearnedOptimizerConfig, energy_fn: EnergyFn) -> Optimi
             state.gradient,
             parameters.context,
         )
+        if parameters.context.free is not None:
+            displacement = displacement * parameters.context.free
         positions = parameters.context.geometry.move(state.positions, displacement)
         energy, gradient = value_and_grad(positions, parameters.potential)
         step_size = jnp.sqrt(jnp.mean(displacement**2))

@@ -51,18 +51,23 @@ class StructureContext(NamedTuple):
             own kind (for Gupta: r0 / length_scale, p / 10, q / 10, A, xi in eV of
             the pair with itself; zeros for Lennard-Jones and silicon), so that
             weights transfer to elements never seen in training (SPEC decision).
-        length_scale: scalar, the potential's length scale l (d0 = 1 for LJ, r0
+        length_scale: scalar, the potential's length scale l (the pair minimum
+            for LJ: d0 = 1 in reduced units, 2^(1/6) sigma otherwise; r0
             for Gupta in Å, sigma = 2.0951 Å for Stillinger-Weber). Radial features
             and the learned step are in units of l.
         geometry: the `geometry.Geometry` (free space or periodic cell). Static:
             it has no array leaves, so it passes through ``jit``, ``vmap`` and
             `broadcast_to_batch` unchanged.
+        free: ``[n, 3]`` 1.0 for each coordinate the optimizer may move, 0.0 for
+            a fixed one (ASE's ``FixAtoms`` / ``FixCartesian``), or ``None`` when
+            every coordinate is free.
     """
 
     species: jax.Array
     species_descriptors: jax.Array
     length_scale: jax.Array
     geometry: Geometry = FREE
+    free: jax.Array | None = None
 
 
 class System(NamedTuple):
@@ -76,7 +81,9 @@ class System(NamedTuple):
             from the factories of `potentials` for the system's geometry (one
             function object per geometry).
         potential_parameters: pytree passed to ``energy_fn`` (``None`` for
-            Lennard-Jones and Stillinger-Weber, a `potentials.GuptaInput`).
+            reduced-unit Lennard-Jones and Stillinger-Weber, a
+            `potentials.LennardJonesParameters` for Lennard-Jones in ASE's
+            conventions, a `potentials.GuptaInput`).
         context: `StructureContext` for the learned optimizer's features; its
             ``geometry`` is the system's boundary conditions (`System.geometry`).
         start_box_size: cube edge of the random starting positions (clusters).
@@ -120,30 +127,101 @@ def lennard_jones_global_minima() -> dict[int, float]:
     return table
 
 
-def lennard_jones_system(n_atoms: int) -> System:
-    """A free Lennard-Jones cluster of ``n_atoms`` (reduced units, eps = d0 = 1)."""
+#: A cutoff (or smooth onset) at least this many pair-minimum distances times
+#: ``n_atoms^(1/3)`` spans every compact cluster of ``n_atoms`` (LJ13's diameter is
+#: 0.81 of it, LJ150's about 0.55), so its tabulated global minimum still holds.
+LENNARD_JONES_SPANNING_CUTOFF = 2.0
+
+
+def lennard_jones_system(
+    n_atoms: int,
+    sigma: float | None = None,
+    epsilon: float | None = None,
+    cutoff: float | None = None,
+    *,
+    onset: float | None = None,
+    smooth: bool | None = None,
+) -> System:
+    """A free Lennard-Jones cluster of ``n_atoms``.
+
+    Two conventions (as `calculators.LennardJones`):
+
+    - no arguments: **reduced units**, the Cambridge Cluster Database convention
+      (eps = 1, pair minimum at r = d0 = 1, no cutoff); potential parameters
+      ``None``; length scale 1;
+    - any of ``sigma``, ``epsilon``, ``cutoff``, ``onset``, ``smooth`` given:
+      **ASE's conventions** (`ase.calculators.lj.LennardJones` with ``rc =
+      cutoff``, ``ro = onset``), ASE's defaults for the rest (sigma = epsilon = 1,
+      ``cutoff = 3 sigma`` with the energy shifted to 0 there, ``onset = 0.66
+      cutoff``, not smooth); ``cutoff = inf`` means no cutoff. Potential
+      parameters are a `potentials.LennardJonesParameters`; the length scale (of
+      the features, the learned step and the starts) is the pair minimum
+      ``2^(1/6) sigma``.
+
+    The global minimum is the tabulated reduced one times epsilon when the
+    pair energy is unchanged across the cluster: no cutoff; or a shifted cutoff
+    of at least `LENNARD_JONES_SPANNING_CUTOFF` ``n^(1/3)`` pair-minimum
+    distances (then every pair of the minimum is shifted: ``- n (n - 1) / 2
+    u(rc)``); or a smooth onset that far. Otherwise it is ``None`` (unknown).
+    """
     if n_atoms < 2:
         raise ValueError(
             f"a Lennard-Jones cluster needs at least 2 atoms, got {n_atoms}"
         )
+    reduced_minimum = lennard_jones_global_minima().get(n_atoms)
+    if all(value is None for value in (sigma, epsilon, cutoff, onset, smooth)):
+        parameters = None
+        global_minimum = reduced_minimum
+    else:
+        parameters = potentials.lennard_jones_parameters(
+            sigma, epsilon, cutoff, onset, smooth
+        )
+        global_minimum = _scaled_lennard_jones_minimum(
+            reduced_minimum, n_atoms, parameters
+        )
+    length_scale = potentials.lennard_jones_length_scale(parameters)
     context = StructureContext(
         species=jnp.zeros(n_atoms, dtype=jnp.int32),
         species_descriptors=jnp.zeros((n_atoms, N_SPECIES_DESCRIPTORS)),
-        length_scale=jnp.asarray(potentials.LENNARD_JONES_LENGTH_SCALE),
+        length_scale=jnp.asarray(length_scale),
     )
     return System(
         name=f"lj{n_atoms}",
         potential="lj",
         n_atoms=n_atoms,
         energy_fn=potentials.lennard_jones(FREE),
-        potential_parameters=None,
+        potential_parameters=parameters,
         context=context,
-        start_box_size=3.0,
-        start_diameter=potentials.LENNARD_JONES_LENGTH_SCALE,
-        global_minimum=lennard_jones_global_minima().get(n_atoms),
+        start_box_size=3.0 * length_scale,
+        start_diameter=length_scale,
+        global_minimum=global_minimum,
         symbols=("X",) * n_atoms,
         family="lj",
     )
+
+
+def _scaled_lennard_jones_minimum(
+    reduced_minimum: float | None,
+    n_atoms: int,
+    parameters: potentials.LennardJonesParameters,
+) -> float | None:
+    """The global minimum under ``parameters`` (see `lennard_jones_system`)."""
+    if reduced_minimum is None:
+        return None
+    epsilon = float(parameters.epsilon)
+    spanning = (
+        LENNARD_JONES_SPANNING_CUTOFF
+        * potentials.lennard_jones_length_scale(parameters)
+        * n_atoms ** (1.0 / 3.0)
+    )
+    if bool(parameters.smooth):
+        return (
+            epsilon * reduced_minimum if float(parameters.onset) >= spanning else None
+        )
+    if float(parameters.cutoff) < spanning:
+        return None
+    n_pairs = n_atoms * (n_atoms - 1) // 2
+    return epsilon * reduced_minimum - n_pairs * float(parameters.shift)
 
 
 def gupta_length_scale(parameter_set) -> float:

@@ -283,3 +283,23 @@ def resolve_weights(
     if reason:
         raise NoSuitableWeightsError(reason)
     return weights
+
+
+def weights_for(system, weights, species) -> LearnedWeights:
+    """`resolve_weights` for a `systems.System`, or for atoms under a calculator
+    that is not ours (``system=None``: weights must then be named).
+
+    Args:
+        species: ``[n_atoms]`` species indices (their count is checked).
+    """
+    n_species = len(np.unique(np.asarray(species)))
+    if system is None:
+        if weights is None:
+            raise NoSuitableWeightsError(
+                "with a calculator that is not one of ase_learn2hop's, pass "
+                f"weights= explicitly (shipped: {available_pretrained() or 'none'})"
+            )
+        return resolve_weights(weights, "", "", "this system", n_species)
+    return resolve_weights(
+        weights, system.family, system.potential, system.name, n_species
+    )

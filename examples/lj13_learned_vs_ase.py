@@ -1,5 +1,7 @@
 """LJ13 from one random start: LearnedHopOptimizer beside ASE's FIRE and
-BasinHopping, each with the same budget of force calls.
+BasinHopping. The ASE tools get a budget of force calls; the learned optimizer
+makes as many learned steps, and the table shows the force calls each spent
+(the learned optimizer's include its relaxation of the start and its polishes).
 
     python examples/lj13_learned_vs_ase.py            # about a minute
     python examples/lj13_learned_vs_ase.py --fast     # a few seconds

@@ -9,6 +9,12 @@ the global flag explicitly here, before any test module makes an array.
 computes in float64 without this switch.
 """
 
+import os
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+# Tests never write JAX's compilation cache into the user's cache folder
+# (test_compilation_cache.py switches it on in its own subprocesses).
+os.environ["LEARN2HOP_COMPILATION_CACHE"] = "0"

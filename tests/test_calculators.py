@@ -71,6 +71,34 @@ def test_lennard_jones_calculator_matches_ase():
     assert isinstance(energy, float)
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"sigma": 3.4, "epsilon": 0.0104},
+        {"sigma": 3.4, "epsilon": 0.0104, "rc": 8.0},
+        {"sigma": 3.4, "epsilon": 0.0104, "rc": 9.0, "smooth": True},
+    ],
+    ids=["default-rc", "rc8", "smooth"],
+)
+def test_lennard_jones_calculator_with_ase_parameters_matches_ase(settings):
+    atoms = lennard_jones_13(rattle=0.1, seed=3)
+    atoms.set_chemical_symbols(["Ar"] * 13)
+    atoms.positions *= 2 ** (1 / 6) * 3.4
+    atoms.calc = LennardJones(**settings)
+    reference = atoms.copy()
+    reference.calc = AseLennardJones(**settings)
+    assert atoms.get_potential_energy() == pytest.approx(
+        reference.get_potential_energy(), rel=1e-10
+    )
+    forces = reference.get_forces()
+    np.testing.assert_allclose(
+        atoms.get_forces(), forces, atol=1e-10 * np.abs(forces).max()
+    )
+    assert atoms.calc.length_scale == pytest.approx(2 ** (1 / 6) * 3.4)
+    assert atoms.calc.parameters["sigma"] == 3.4
+    assert atoms.calc.parameters["rc"] == settings.get("rc", 3 * 3.4)
+
+
 def test_gupta_calculator_matches_asap3():
     asap3 = pytest.importorskip("asap3")
     atoms = gold_13(["Ag", "Au"] * 6 + ["Ag"])
@@ -300,6 +328,23 @@ def test_cluster_potentials_reject_periodic_cells():
     atoms.pbc = True
     atoms.calc = LennardJones()
     with pytest.raises(UnsupportedCellError, match="free clusters"):
+        atoms.get_potential_energy()
+    atoms.calc = LennardJones(sigma=3.4, epsilon=0.0104)
+    with pytest.raises(UnsupportedCellError, match="free clusters"):
+        atoms.get_potential_energy()
+
+
+def test_lennard_jones_rejects_bad_parameters():
+    with pytest.raises(CalculatorInputError, match="sigma must be positive"):
+        LennardJones(sigma=0.0)
+    with pytest.raises(CalculatorInputError, match="onset ro"):
+        LennardJones(rc=2.0, ro=3.0, smooth=True)
+
+
+def test_coincident_atoms_raise_with_ase_parameters():
+    atoms = Atoms("Ar3", positions=[[0, 0, 0], [0, 0, 3.8], [0, 0, 3.8]])
+    atoms.calc = LennardJones(sigma=3.4, epsilon=0.0104)
+    with pytest.raises(CoincidentAtomsError, match="atoms 1 and 2"):
         atoms.get_potential_energy()
 
 

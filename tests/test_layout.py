@@ -27,7 +27,15 @@ CORE = {
     "cycles",
     "basin_hopping",
 }
-BOUNDARY = {"weights", "calculators", "conversion", "minima", "optimizer"}
+BOUNDARY = {
+    "weights",
+    "calculators",
+    "conversion",
+    "minima",
+    "restart",
+    "compilation_cache",
+    "optimizer",
+}
 #: Third-party packages the core may use.
 CORE_LIBRARIES = {"jax", "jax_md", "numpy", "optax", "flax"}
 

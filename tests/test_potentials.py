@@ -147,6 +147,110 @@ def test_lennard_jones_dimer_minimum():
     np.testing.assert_allclose(gradient, 0.0, atol=1e-12)
 
 
+def test_lennard_jones_parameters_follow_ase_defaults():
+    parameters = potentials.lennard_jones_parameters(sigma=2.0)
+    assert float(parameters.epsilon) == 1.0
+    assert float(parameters.cutoff) == 6.0  # rc = 3 sigma
+    assert float(parameters.onset) == pytest.approx(0.66 * 6.0)  # ro = 0.66 rc
+    assert not bool(parameters.smooth)
+    assert float(parameters.shift) == pytest.approx(4 * (3.0**-12 - 3.0**-6))
+    assert float(potentials.lennard_jones_parameters(rc=2.0, smooth=True).shift) == 0
+    assert float(potentials.lennard_jones_parameters(rc=np.inf).shift) == 0
+    assert potentials.lennard_jones_length_scale(None) == 1.0
+    assert potentials.lennard_jones_length_scale(parameters) == pytest.approx(
+        2 ** (1 / 6) * 2.0
+    )
+    for bad in ({"sigma": 0.0}, {"epsilon": -1.0}, {"rc": np.inf, "smooth": True}):
+        with pytest.raises(ValueError):
+            potentials.lennard_jones_parameters(**bad)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"sigma": 1.3, "epsilon": 0.7},
+        {"sigma": 1.3, "epsilon": 0.7, "rc": 2.5},
+        {"sigma": 1.3, "epsilon": 0.7, "rc": 3.0, "smooth": True},
+        {"sigma": 1.3, "epsilon": 0.7, "rc": 3.0, "ro": 2.0, "smooth": True},
+    ],
+    ids=["default-rc", "shifted", "smooth", "smooth-ro"],
+)
+@pytest.mark.parametrize("n_atoms, seed", [(2, 0), (13, 1), (38, 2)])
+def test_parameterized_lennard_jones_matches_ase(settings, n_atoms, seed):
+    from ase import Atoms
+
+    scale = 2 ** (1 / 6) * settings["sigma"]
+    atoms = Atoms(f"X{n_atoms}", positions=scale * random_cluster(n_atoms, seed))
+    atoms.calc = AseLennardJones(**settings)
+    parameters = potentials.lennard_jones_parameters(**settings)
+    energy, forces = energy_and_forces(
+        potentials.lennard_jones(), atoms.positions, parameters
+    )
+    reference_forces = atoms.get_forces()
+    assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+    np.testing.assert_allclose(
+        forces, reference_forces, rtol=1e-10, atol=1e-10 * np.abs(forces).max()
+    )
+
+
+def test_parameterized_lennard_jones_in_a_periodic_cube_matches_ase():
+    from ase import Atoms
+
+    box = 9.0
+    atoms = Atoms(
+        "X20",
+        positions=random_cluster(20, 3, box=box, minimum_distance=1.0),
+        cell=[box] * 3,
+        pbc=True,
+    )
+    # rc below half the box: minimum image is every interacting image (ASE sums
+    # over all images within rc).
+    settings = {"sigma": 1.0, "epsilon": 1.0, "rc": 4.0}
+    atoms.calc = AseLennardJones(**settings)
+    energy, forces = energy_and_forces(
+        potentials.lennard_jones(periodic_cube(box)),
+        atoms.positions,
+        potentials.lennard_jones_parameters(**settings),
+    )
+    assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+    np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-10)
+
+
+def test_parameterized_lennard_jones_forces_are_finite_and_match_finite_differences():
+    positions = 1.2 * random_cluster(7, 4)
+    for settings in (
+        {"sigma": 1.0, "rc": np.inf},
+        {"sigma": 1.0, "rc": 1.5},
+        {"sigma": 1.0, "rc": 2.5, "ro": 1.2, "smooth": True},
+    ):
+        parameters = potentials.lennard_jones_parameters(**settings)
+
+        def energy_fn(x, parameters=parameters):
+            return potentials.lennard_jones()(x, parameters)
+
+        _, forces = energy_and_forces(energy_fn, positions)
+        assert np.all(np.isfinite(forces))
+        if settings.get("smooth"):  # continuous forces: finite differences hold
+            np.testing.assert_allclose(
+                forces, finite_difference_forces(energy_fn, positions), atol=1e-6
+            )
+
+
+def test_reduced_lennard_jones_equals_parameters_without_cutoff():
+    positions = jnp.asarray(random_cluster(13, 5))
+    parameters = potentials.lennard_jones_parameters(
+        sigma=2 ** (-1 / 6), epsilon=1.0, rc=np.inf
+    )
+    reduced, reduced_forces = energy_and_forces(
+        potentials.lennard_jones(), positions, None
+    )
+    explicit, explicit_forces = energy_and_forces(
+        potentials.lennard_jones(), positions, parameters
+    )
+    assert explicit == pytest.approx(reduced, rel=1e-12)
+    np.testing.assert_allclose(explicit_forces, reduced_forces, atol=1e-10)
+
+
 # Gupta --------------------------------------------------------------------------
 
 

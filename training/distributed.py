@@ -8,6 +8,7 @@ every process then runs the same program on the same data and sees all the losse
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,16 +25,29 @@ def initialize_distributed(
     coordinator_address: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    *,
+    discard_import_backend: bool = False,
 ) -> bool:
     """Joins a multi-host run through ``jax.distributed.initialize``.
 
     Must be called before any other JAX computation. Does nothing when no argument
     is given (a single-host run).
 
+    Importing ``jax_md`` (``ase_learn2hop.geometry`` and everything above it)
+    already starts JAX's backend: ``jax_md.rigid_body`` builds arrays at import
+    time, and ``jax.distributed.initialize`` then refuses to run. A program that
+    has imported those modules but computed nothing yet (the ``learn2hop``
+    command line, whose parser imports them) passes ``discard_import_backend``:
+    the backend is dropped (``jax.extend.backend.clear_backends``) and started
+    again inside the distributed system. Arrays made before, jax_md's import-time
+    shapes among them, stay on the dropped backend and must not be used.
+
     Args:
         coordinator_address: "host:port" of process 0.
         num_processes: number of processes in the run.
         process_id: this process's index, 0 to num_processes - 1.
+        discard_import_backend: drop a backend that is already started (see
+            above) instead of failing.
 
     Returns:
         True if the distributed system was initialized, False for the no-op.
@@ -43,12 +57,72 @@ def initialize_distributed(
     """
     if coordinator_address is None and num_processes is None and process_id is None:
         return False
+    if discard_import_backend:
+        from jax.extend.backend import clear_backends
+
+        clear_backends()
     jax.distributed.initialize(
         coordinator_address=coordinator_address,
         num_processes=num_processes,
         process_id=process_id,
     )
     return True
+
+
+def computed_on_process_zero(
+    name: str, compute: Callable[[], Any], timeout_s: float = 24 * 3600.0
+) -> Any:
+    """``compute()`` on process 0, its (JSON) value handed to every process.
+
+    The other processes wait for it through the coordinator's key-value store (no
+    device collective, so a long computation on process 0 does not time out a
+    collective) and never call ``compute`` themselves: what process 0 alone does
+    (writing a cache file, say) is not done twice at once. JSON keeps floats exact.
+    In a single-process run this is just ``compute()``.
+
+    Args:
+        name: key of the value, unique within the run.
+        compute: returns a JSON-serializable value.
+        timeout_s: how long the other processes wait for it.
+
+    Returns:
+        The value process 0 computed.
+
+    Example:
+        >>> energies = computed_on_process_zero("adam", lambda: [-44.3, -16.5])
+    """
+    if jax.process_count() == 1:
+        return compute()
+    from jax._src import distributed as jax_distributed
+
+    client = jax_distributed.global_state.client
+    key = f"ase_learn2hop/{name}"
+    if jax.process_index() == 0:
+        value = compute()
+        client.key_value_set(key, json.dumps(value))
+        return value
+    return json.loads(client.blocking_key_value_get(key, int(timeout_s * 1000)))
+
+
+def assert_same_on_all_processes(tree: PyTree, what: str) -> None:
+    """Raises on every process unless all processes hold bitwise the same ``tree``.
+
+    Every process runs the same program on the same data (``make_population_
+    evaluator`` hands them the same losses), so they must agree; this is the check
+    that they did. No-op in a single-process run.
+
+    Args:
+        tree: a pytree of arrays or numbers.
+        what: what ``tree`` is, for the error message.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    multihost_utils.assert_equal(
+        jax.tree.map(np.asarray, tree),
+        f"the {jax.process_count()} processes disagree on {what}",
+    )
 
 
 def make_population_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -160,4 +234,3 @@ def make_population_evaluator(
         return jnp.asarray(np.asarray(losses)[:population])
 
     return evaluate
-

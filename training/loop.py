@@ -27,7 +27,11 @@ from .checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
-from .distributed import make_population_evaluator, make_population_mesh
+from .distributed import (
+    assert_same_on_all_processes,
+    make_population_evaluator,
+    make_population_mesh,
+)
 from .strategies import Strategy, repeat_instances
 
 PyTree = Any
@@ -184,8 +188,14 @@ def train(
         n_validation = jax.tree.leaves(validation_instances)[0].shape[0]
 
     history: list[dict[str, Any]] = []
-    if checkpoint_dir is not None and checkpoint_exists(checkpoint_dir):
+    resume = checkpoint_dir is not None and checkpoint_exists(checkpoint_dir)
+    # Processes that do not see the same checkpoint (no shared file system) would
+    # run different programs; they must fail here, all of them, not hang later.
+    what = "the checkpoint to resume from (do all processes see the same folder?)"
+    assert_same_on_all_processes(resume, what)
+    if resume:
         state, history = restore_checkpoint(checkpoint_dir, state)
+        assert_same_on_all_processes((state.update_index, state.key), what)
     elif n_validation is not None:
         validation_loss = _mean_validation_loss(
             evaluate, state.strategy_state.theta, validation_instances, n_validation

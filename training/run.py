@@ -28,13 +28,18 @@ import numpy as np
 import ase_learn2hop
 from ase_learn2hop.features import FeatureSet
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, init_theta
+from ase_learn2hop.systems import system_from_name
 from ase_learn2hop.weights import load_weights, save_weights
 
 from .checkpoint import checkpoint_exists, restore_checkpoint
-from .distributed import initialize_distributed
+from .distributed import (
+    assert_same_on_all_processes,
+    computed_on_process_zero,
+    initialize_distributed,
+)
 from .loop import TrainingState, plot_meta_loss, train
 from .strategies import make_strategy
-from .tasks import make_instance_sampler, make_meta_loss, make_tasks
+from .tasks import MetaTask, make_instance_sampler, make_meta_loss, make_tasks
 
 DEFAULTS: dict[str, Any] = {
     "strategy": "esmc",
@@ -137,16 +142,47 @@ def strategy_from_config(config: dict[str, Any]):
     )
 
 
-def run_training(config: dict[str, Any], out: Path, progress: bool = True) -> Path:
-    """Train as ``config`` says; returns the exported weight manifest's path."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+def tasks_from_config(config: dict[str, Any]):
+    """The run's `MetaTask`s, the same on every process of a multi-process run.
+
+    Process 0 alone computes (or reads from its cache) the Adam references and
+    hands them to the others: processes sharing the cache folder do not write the
+    same file at once, and the meta-loss scales, and with them every loss, are
+    bitwise the same everywhere.
+    """
+
+    def adam_energies() -> list[float]:
+        tasks = make_tasks(
+            config["systems"],
+            adam_steps=config["horizon"],
+            n_starts=config["adam_reference_starts"],
+        )
+        return [task.adam_best_energy for task in tasks]
+
+    energies = computed_on_process_zero("adam_reference_energies", adam_energies)
+    return [
+        MetaTask(system_from_name(name), float(energy))
+        for name, energy in zip(config["systems"], energies)
+    ]
+
+
+def run_training(
+    config: dict[str, Any], out: Path, progress: bool = True
+) -> Path | None:
+    """Train as ``config`` says; returns the exported weight manifest's path.
+
+    In a multi-process run (``initialize_distributed``) every process trains the
+    same theta; process 0 alone writes into ``out`` (config, checkpoints, metrics,
+    figure, weights) and the others return None. ``out`` is read back by every
+    process when the run resumes, so give it a folder all processes see (a shared
+    file system) or the same path on every host.
+    """
+    writes_files = jax.process_index() == 0
+    if writes_files:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     network = network_config(config)
-    tasks = make_tasks(
-        config["systems"],
-        adam_steps=config["horizon"],
-        n_starts=config["adam_reference_starts"],
-    )
+    tasks = tasks_from_config(config)
     key = jax.random.key(config["seed"])
     theta_key, train_key, validation_key = jax.random.split(key, 3)
     theta0 = init_theta(theta_key, network)
@@ -179,6 +215,15 @@ def run_training(config: dict[str, Any], out: Path, progress: bool = True) -> Pa
         metadata={"config": config},
     )
     elapsed = time.time() - started
+    if jax.process_count() > 1:
+        # Every process ran the same program on the same losses; say so loudly if
+        # they drifted apart instead of exporting one process's theta silently.
+        assert_same_on_all_processes(
+            (result.theta, result.best_theta, result.best_validation_loss),
+            "final theta, best theta and best validation loss",
+        )
+    if not writes_files:
+        return None
     plot_meta_loss({config["strategy"]: out / "metrics.jsonl"}, out / "meta_loss.png")
     return export_weights(
         config,
@@ -290,8 +335,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    # Nothing has computed yet, but importing our modules imported jax_md, which
+    # started the backend (see initialize_distributed).
     initialize_distributed(
-        args.coordinator_address, args.num_processes, args.process_id
+        args.coordinator_address,
+        args.num_processes,
+        args.process_id,
+        discard_import_backend=True,
     )
     config = load_config(args.config)
     config["command"] = "learn2hop train " + " ".join(
@@ -302,7 +352,13 @@ def train_command(args: argparse.Namespace) -> int:
             config[name] = getattr(args, name)
     out = Path(args.out) if args.out else Path("runs") / config["name"]
     manifest = run_training(config, out, progress=not args.quiet)
-    print(f"wrote {manifest} and {manifest.with_suffix('.safetensors')}")
+    if manifest is None:
+        print(
+            f"process {jax.process_index()} of {jax.process_count()} done; "
+            "process 0 writes the files"
+        )
+    else:
+        print(f"wrote {manifest} and {manifest.with_suffix('.safetensors')}")
     return 0
 
 

@@ -17,7 +17,6 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from ase_learn2hop import systems
-from ase_learn2hop.conversion import atoms_from_system, calculator_for
 from ase_learn2hop.benchmark.protocol import (
     ASE_BASIN_HOPPING_STEP,
     ASE_BASIN_HOPPING_TEMPERATURE,
@@ -27,6 +26,7 @@ from ase_learn2hop.benchmark.protocol import (
     reaches_global_minimum,
 )
 from ase_learn2hop.benchmark.runners import polish_lowest
+from ase_learn2hop.conversion import atoms_from_system, calculator_for
 
 
 class ForceBudgetExhausted(Exception):

@@ -4,12 +4,15 @@
 - `register_commands`: adds both to the ``learn2hop`` parser;
 - `settings_from_args`: a `protocol.BenchmarkSettings` from the arguments
   (``--quick`` fills in `QUICK` where no explicit flag was given);
-- `benchmark_command`, `compare_command`: run, print the tables, write the files.
+- `benchmark_command`, `compare_command`: run, print the tables, write the files;
+- `default_compare_folder`: where ``compare`` writes without ``--out`` (the user
+  cache directory, so that a run never dirties the current directory).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import ase_learn2hop.benchmark as benchmark_package
@@ -27,7 +30,6 @@ from ase_learn2hop.benchmark.protocol import (
     expand_system_names,
 )
 from ase_learn2hop.benchmark.report import report
-
 
 #: ``--quick``: a first look in a minute or two.
 QUICK = {"starts": 16, "steps": 2000, "ase_starts": 3}
@@ -86,11 +88,29 @@ def benchmark_command(args: argparse.Namespace) -> int:
     return _run_command(args, args.systems, args.methods)
 
 
+#: ``learn2hop compare --out`` default, as its help shows it.
+COMPARE_OUT_HELP = "$LEARN2HOP_CACHE/compare, or ~/.cache/ase_learn2hop/compare"
+
+
+def default_compare_folder() -> Path:
+    """``$LEARN2HOP_CACHE/compare`` or ``~/.cache/ase_learn2hop/compare``: the
+    user cache (the same root as training's reference energies), never the
+    current directory."""
+    root = os.environ.get("LEARN2HOP_CACHE") or Path.home() / ".cache" / "ase_learn2hop"
+    return Path(root).expanduser() / "compare"
+
+
 def compare_command(args: argparse.Namespace) -> int:
-    return _run_command(args, [args.system], args.methods)
+    if args.out is None:
+        args.out = str(default_compare_folder())
+    status = _run_command(args, [args.system], args.methods)
+    print(f"compare results are in {Path(args.out).resolve()}")
+    return status
 
 
-def _add_common_arguments(parser, starts, steps, ase_starts, methods, out):
+def _add_common_arguments(
+    parser, starts, steps, ase_starts, methods, out, out_help=None
+):
     parser.add_argument(
         "--starts", type=int, default=None, help=f"random starts (default {starts})"
     )
@@ -150,7 +170,11 @@ def _add_common_arguments(parser, starts, steps, ase_starts, methods, out):
         default=None,
         help="values of m for composition scans such as AgAu38 (default: all)",
     )
-    parser.add_argument("--out", default=out, help=f"output folder (default {out})")
+    parser.add_argument(
+        "--out",
+        default=out,
+        help=f"output folder (default {out_help or out}); created if missing",
+    )
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(
@@ -194,6 +218,10 @@ def register_commands(commands) -> None:
         "compare",
         help="the learned optimizer beside FIRE and basin hopping on LJ13 "
         "(about two minutes)",
+        description="The learned optimizer beside FIRE and basin hopping on one "
+        "system (LJ13 by default, about two minutes). Tables go to the terminal; "
+        f"the tables, JSON and figures to --out (default {COMPARE_OUT_HELP}), "
+        "never into the current directory unless asked.",
     )
     compare.add_argument(
         "--system", default=COMPARE_DEFAULTS["system"], help="system (default lj13)"
@@ -204,6 +232,7 @@ def register_commands(commands) -> None:
         COMPARE_DEFAULTS["steps"],
         COMPARE_DEFAULTS["ase_starts"],
         COMPARE_DEFAULTS["methods"],
-        "compare_results",
+        None,
+        out_help=COMPARE_OUT_HELP,
     )
     compare.set_defaults(handler=compare_command)

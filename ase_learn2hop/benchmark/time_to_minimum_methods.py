@@ -1,0 +1,369 @@
+"""The methods of the time-to-minimum benchmark, one run from one start each.
+
+Each runner takes ``(system, start [n, 3], seconds, force_calls, target, seed)``
+and returns a `RunTrace`: every improvement of the method's best energy as
+``(force calls, seconds, energy)``, so that success can be judged afterwards
+against any threshold (the known global minimum, or the lowest energy any
+method found). A runner stops at ``target``, at the wall-time budget or at the
+force-call budget, whichever comes first.
+
+- ``learned`` / ``learned_paper``: our cycle loop (`cycles.cycles_start`,
+  `cycles.cycles_advance` in chunks of `LEARNED_CHUNK` steps) with the shipped
+  weights, batch of one, with or without reinsertion of evaporated atoms; the
+  best is the lowest energy evaluated or polished, checked after each chunk.
+- ``scipy_basin_hopping``: `scipy.optimize.basinhopping` with L-BFGS-B quenches
+  on NumPy energies and gradients (`lennard_jones_numpy`, `gupta_numpy`); the
+  best is the lowest quench minimum.
+- ``ase_basin_hopping``: ASE's ``BasinHopping`` with FIRE quenches (fmax 1e-3)
+  through our JAX calculator; the best is ``BasinHopping.Emin``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ase_learn2hop import cycles, driver, systems
+from ase_learn2hop import weights as weight_files
+from ase_learn2hop.benchmark.ase_tools import CountingCalculator, ForceBudgetExhausted
+from ase_learn2hop.descent import fire_descent
+from ase_learn2hop.precision import float64
+
+#: FIRE steps that relax every start before any method begins (the product
+#: path's `optimizer.RELAX_STEPS`).
+START_RELAX_STEPS = 1000
+#: Learned steps between two looks at the clock and the best energy.
+LEARNED_CHUNK = 100
+#: Basin-hopping temperature (kT, energy units) and step (length units).
+HOPPING_TEMPERATURE = {"lj": 0.8, "gupta": 0.2, "sw": 1.0}
+HOPPING_STEP = 0.4
+ASE_FMAX = 1e-3
+
+
+class RunTrace(NamedTuple):
+    """One run: improvements ``[(force calls, seconds, best energy)]`` in
+    order, and what the run spent in all."""
+
+    improvements: list[tuple[int, float, float]]
+    force_calls: int
+    seconds: float
+
+
+class _Stop(Exception):
+    """Raised inside a run to end it (target reached or a budget spent)."""
+
+
+class _Recorder:
+    """The clock, the force-call counter and the improvements of one run."""
+
+    def __init__(self, seconds: float, force_calls: int, target: float):
+        self.started = time.perf_counter()
+        self.deadline = self.started + seconds
+        self.budget = force_calls
+        self.target = target
+        self.calls = 0
+        self.improvements: list[tuple[int, float, float]] = []
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def spent(self) -> bool:
+        return self.calls >= self.budget or time.perf_counter() >= self.deadline
+
+    def offer(self, energy: float, calls: int | None = None) -> bool:
+        """Note a best energy; True when it reaches the target."""
+        energy = float(energy)
+        if math.isfinite(energy) and (
+            not self.improvements or energy < self.improvements[-1][2]
+        ):
+            used = self.calls if calls is None else int(calls)
+            self.improvements.append((used, self.elapsed(), energy))
+        return energy <= self.target
+
+    def trace(self) -> RunTrace:
+        return RunTrace(self.improvements, int(self.calls), self.elapsed())
+
+
+# -- NumPy energies (the baseline's best implementation) ------------------------
+
+
+def _pairs(x: np.ndarray):
+    positions = np.reshape(x, (-1, 3))
+    displacements = positions[:, None, :] - positions[None, :, :]
+    squared = np.einsum("ijk,ijk->ij", displacements, displacements)
+    np.fill_diagonal(squared, 1.0)
+    return positions, displacements, squared
+
+
+def lennard_jones_numpy(x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Reduced Lennard-Jones (pair minimum -1 at r = 1, no cutoff): ``(energy,
+    gradient [3n])`` of flat positions ``x``."""
+    _, displacements, squared = _pairs(x)
+    inverse6 = squared**-3
+    np.fill_diagonal(inverse6, 0.0)
+    energy = 0.5 * np.sum(inverse6 * inverse6 - 2.0 * inverse6)
+    # dE/dr / r for each pair.
+    coefficient = 12.0 * (inverse6 - inverse6 * inverse6) / squared
+    gradient = np.einsum("ij,ijk->ik", coefficient, displacements)
+    return float(energy), gradient.ravel()
+
+
+def gupta_numpy(x: np.ndarray, species: np.ndarray, table) -> tuple[float, np.ndarray]:
+    """Gupta (RGL) energy of `potentials.gupta`: ``(energy, gradient [3n])`` of
+    flat positions ``x`` (Å), ``species [n]`` indices into ``table``, a
+    `gupta_parameters.GuptaParameters` of ``[S, S]`` arrays."""
+    positions, displacements, squared = _pairs(x)
+    distances = np.sqrt(squared)
+    rows, columns = species[:, None], species[None, :]
+    p, q, r0, prefactor, xi = (
+        np.asarray(column)[rows, columns]
+        for column in (table.p, table.q, table.r0, table.A, table.xi)
+    )
+    off_diagonal = ~np.eye(len(positions), dtype=bool)
+    stretch = distances / r0 - 1.0
+    repulsion = np.where(off_diagonal, prefactor * np.exp(-p * stretch), 0.0)
+    attraction = np.where(off_diagonal, xi**2 * np.exp(-2.0 * q * stretch), 0.0)
+    density = attraction.sum(axis=1)
+    band = np.sqrt(density)
+    energy = repulsion.sum() - band.sum()
+    inverse_band = np.where(density > 0, 1.0 / np.where(density > 0, band, 1.0), 0.0)
+    derivative = (
+        -2.0 * p * repulsion
+        + q * attraction * (inverse_band[:, None] + inverse_band[None, :])
+    ) / r0
+    gradient = np.einsum("ij,ijk->ik", derivative / distances, displacements)
+    return float(energy), gradient.ravel()
+
+
+def numpy_energy(system: systems.System) -> tuple[Callable, str]:
+    """``f(x) -> (energy, gradient)`` of flat positions for ``system`` and what
+    it is: NumPy for reduced Lennard-Jones and free Gupta clusters, else our
+    JAX potential jitted (one call per evaluation)."""
+    if system.potential == "lj" and system.potential_parameters is None:
+        return lennard_jones_numpy, "numpy"
+    if system.potential == "gupta" and not system.geometry.periodic:
+        species = np.asarray(system.potential_parameters.species)
+        table = system.potential_parameters.parameters
+        return (lambda x: gupta_numpy(x, species, table)), "numpy"
+    with float64():
+        value_and_grad = jax.jit(jax.value_and_grad(system.energy_fn))
+        parameters = system.potential_parameters
+
+        def energy(x):
+            with float64():
+                value, grad = value_and_grad(
+                    jnp.reshape(jnp.asarray(x), (-1, 3)), parameters
+                )
+            return float(value), np.asarray(grad, dtype=float).ravel()
+
+    return energy, "jax (no numpy version)"
+
+
+# -- starts ----------------------------------------------------------------------
+
+
+def relaxed_starts(
+    system: systems.System, key: jax.Array, n: int, steps: int = START_RELAX_STEPS
+) -> np.ndarray:
+    """``[n, n_atoms, 3]`` harmonic starts, each relaxed by ``steps`` of FIRE
+    (ASE's FIRE step for step) on the batched driver."""
+    with float64():
+        starts = systems.starting_structures(key, system, n)
+        result = driver.run_batched(
+            fire_descent(system.energy_fn, 0.1, system.geometry),
+            starts,
+            int(steps),
+            systems.broadcast_to_batch(system.potential_parameters, n),
+        )
+        return np.asarray(result.carry.state.positions)
+
+
+# -- the runners -----------------------------------------------------------------
+
+
+def learned_weights(system: systems.System) -> weight_files.LearnedWeights:
+    """The shipped weights for ``system`` (loaded once per system)."""
+    n_species = len(np.unique(np.asarray(system.context.species)))
+    return _shipped_weights(system.family, system.potential, system.name, n_species)
+
+
+@functools.cache
+def _shipped_weights(family, potential, name, n_species):
+    return weight_files.resolve_weights(None, family, potential, name, n_species)
+
+
+def _run_learned(system, start, seconds, force_calls, target, seed, *, reinsert):
+    del seed  # deterministic from the start
+    weights = learned_weights(system)
+    recorder = _Recorder(seconds, force_calls, target)
+    with float64():
+        search = cycles.cycles_start(
+            weights.theta,
+            weights.config,
+            system.energy_fn,
+            jnp.asarray(start)[None],
+            system.context,
+            system.potential_parameters,
+            horizon=weights.horizon,
+            target_energy=target,
+            relax_steps=0,
+            reinsert=reinsert,
+        )
+        while True:
+            recorder.calls = int(search.total_force_calls[0])
+            best = min(float(search.best_energy[0]), float(search.carry.best_energy[0]))
+            first_hit = int(search.first_hit[0])
+            if first_hit < 0 and int(search.carry.first_hit[0]) > 0:
+                first_hit = int(search.force_calls[0] + search.carry.first_hit[0])
+            if recorder.offer(best, first_hit if first_hit > 0 else None):
+                break
+            if recorder.spent():
+                break
+            search, _, _ = cycles.cycles_advance(
+                search, LEARNED_CHUNK, chunk_steps=LEARNED_CHUNK
+            )
+    return recorder.trace()
+
+
+def run_learned(system, start, seconds, force_calls, target, seed) -> RunTrace:
+    """The product path (reinsertion on), from a relaxed start."""
+    return _run_learned(
+        system, start, seconds, force_calls, target, seed, reinsert=True
+    )
+
+
+def run_learned_paper(system, start, seconds, force_calls, target, seed) -> RunTrace:
+    """The paper's protocol: the same loop without reinsertion."""
+    return _run_learned(
+        system, start, seconds, force_calls, target, seed, reinsert=False
+    )
+
+
+def run_scipy_basin_hopping(
+    system, start, seconds, force_calls, target, seed
+) -> RunTrace:
+    """``scipy.optimize.basinhopping`` with L-BFGS-B quenches (GMIN / pele)."""
+    from scipy.optimize import basinhopping
+
+    energy, _ = numpy_energy(system)
+    recorder = _Recorder(seconds, force_calls, target)
+
+    def f(x):
+        if recorder.spent():
+            raise _Stop
+        recorder.calls += 1
+        return energy(x)
+
+    def callback(x, quench_minimum, accepted):
+        return recorder.offer(quench_minimum) or recorder.spent()
+
+    try:
+        basinhopping(
+            f,
+            np.asarray(start, dtype=float).ravel(),
+            niter=10**9,
+            T=HOPPING_TEMPERATURE[system.potential],
+            stepsize=HOPPING_STEP,
+            minimizer_kwargs={"method": "L-BFGS-B", "jac": True},
+            callback=callback,
+            rng=np.random.default_rng(seed),
+        )
+    except _Stop:
+        pass
+    return recorder.trace()
+
+
+class _BudgetCalculator(CountingCalculator):
+    """`CountingCalculator` that also stops at a wall-clock deadline."""
+
+    deadline = math.inf
+
+    def calculate(self, *args, **kwargs):
+        if time.perf_counter() >= self.deadline:
+            raise ForceBudgetExhausted
+        super().calculate(*args, **kwargs)
+
+
+def run_ase_basin_hopping(
+    system, start, seconds, force_calls, target, seed
+) -> RunTrace:
+    """ASE's ``BasinHopping`` (kT, dr = 0.4, FIRE quenches to fmax 1e-3) through
+    our calculator; one ``run`` (so Metropolis acceptance is ASE's own), an
+    observer notes each new lowest minimum and stops at the target."""
+    from ase.optimize import FIRE
+    from ase.optimize.basin import BasinHopping
+
+    from ase_learn2hop.conversion import atoms_from_system, calculator_for
+
+    recorder = _Recorder(seconds, force_calls, target)
+    atoms = atoms_from_system(system, np.asarray(start))
+    calculator = _BudgetCalculator(calculator_for(system), force_calls)
+    calculator.deadline = recorder.deadline
+    atoms.calc = calculator
+    state = np.random.get_state()
+    np.random.seed(seed)
+    hopping = None
+
+    def observe():
+        recorder.calls = calculator.force_calls
+        if recorder.offer(hopping.Emin):
+            raise _Stop
+
+    try:
+        hopping = BasinHopping(
+            atoms,
+            temperature=HOPPING_TEMPERATURE[system.potential],
+            optimizer=FIRE,
+            fmax=ASE_FMAX,
+            dr=HOPPING_STEP,
+            logfile=None,
+            trajectory=None,
+            optimizer_logfile=None,
+            local_minima_trajectory=None,
+        )
+        observe()
+        hopping.attach(observe)
+        hopping.run(10**9)
+    except (_Stop, ForceBudgetExhausted):
+        pass
+    finally:
+        np.random.set_state(state)
+    recorder.calls = calculator.force_calls
+    return recorder.trace()
+
+
+class Method(NamedTuple):
+    label: str
+    run: Callable[..., RunTrace]
+    note: str
+
+
+METHODS: dict[str, Method] = {
+    "learned": Method(
+        "Learn2Hop (ours, product path)",
+        run_learned,
+        "cycle loop with shipped weights, reinsertion on, batch of 1",
+    ),
+    "learned_paper": Method(
+        "Learn2Hop (paper protocol)",
+        run_learned_paper,
+        "cycle loop with shipped weights, no reinsertion, batch of 1",
+    ),
+    "scipy_basin_hopping": Method(
+        "scipy basinhopping + L-BFGS-B",
+        run_scipy_basin_hopping,
+        "scipy.optimize.basinhopping, L-BFGS-B quenches, NumPy energy",
+    ),
+    "ase_basin_hopping": Method(
+        "ASE BasinHopping + FIRE",
+        run_ase_basin_hopping,
+        "ase.optimize.basin.BasinHopping, FIRE quenches to fmax 1e-3",
+    ),
+}

@@ -1,0 +1,118 @@
+"""The time-to-minimum benchmark: NumPy energies, the baselines and ours on
+LJ13, censored order statistics, tables, JSON and the figure."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from ase_learn2hop import systems
+from ase_learn2hop.benchmark import time_to_minimum as ttm
+from ase_learn2hop.benchmark import time_to_minimum_methods as methods
+from ase_learn2hop.benchmark.protocol import global_minimum_threshold
+from ase_learn2hop.precision import float64
+
+
+@pytest.fixture(scope="module")
+def lj13():
+    system = systems.system_from_name("lj13")
+    starts = methods.relaxed_starts(system, jax.random.key(0), 2, steps=300)
+    return system, starts, global_minimum_threshold(system.global_minimum)
+
+
+@pytest.mark.parametrize("name", ["lj13", "au55", "Pd19Pt19"])
+def test_numpy_energies_match_ours(name):
+    system = systems.system_from_name(name)
+    energy, kind = methods.numpy_energy(system)
+    assert kind == "numpy"
+    with float64():
+        starts = systems.starting_structures(jax.random.key(1), system, 2)
+        value_and_grad = jax.value_and_grad(system.energy_fn)
+        for positions in np.asarray(starts):
+            ours, gradient = value_and_grad(positions, system.potential_parameters)
+            value, numpy_gradient = energy(positions.ravel())
+            assert value == pytest.approx(float(ours), abs=1e-10)
+            np.testing.assert_allclose(
+                numpy_gradient, np.asarray(gradient).ravel(), rtol=0, atol=1e-10
+            )
+
+
+def test_scipy_basin_hopping_reaches_lj13(lj13):
+    system, starts, target = lj13
+    for index, start in enumerate(starts):
+        trace = methods.run_scipy_basin_hopping(
+            system, start, 10.0, 20000, target, index
+        )
+        calls, seconds = ttm.time_to_threshold(trace, target, 10.0, 20000)
+        assert 0 < calls <= 20000 and 0 < seconds <= 10.0
+        assert trace.improvements[-1][2] <= target
+
+
+def test_learned_reaches_lj13(lj13):
+    system, starts, target = lj13
+    trace = methods.run_learned(system, starts[0], 60.0, 50000, target, 0)
+    calls, seconds = ttm.time_to_threshold(trace, target, 60.0, 50000)
+    assert math.isfinite(calls) and math.isfinite(seconds)
+    assert trace.improvements[-1][2] <= target
+
+
+def test_censored_order_statistics():
+    inf = math.inf
+    # 3 of 5 succeed: median finite, q3 censored.
+    median, first, third = ttm.quartiles([30.0, 10.0, inf, 20.0, inf])
+    assert (median, first, third) == (30.0, 20.0, inf)
+    # 2 of 5: the median is censored ("> budget").
+    assert ttm.quartiles([10.0, inf, 20.0, inf, inf])[0] == inf
+    # Interpolation between two finite values, and next to a censored one.
+    assert ttm.censored_quantile([10.0, 20.0], 0.5) == 15.0
+    assert ttm.censored_quantile([10.0, inf], 0.5) == inf
+    assert ttm.censored_quantile([inf, inf], 0.25) == inf
+    # A hit past a budget is censored.
+    trace = methods.RunTrace([(5, 0.1, -1.0), (500, 2.0, -2.0)], 600, 3.0)
+    assert ttm.time_to_threshold(trace, -1.5, 10.0, 1000) == (500.0, 2.0)
+    assert ttm.time_to_threshold(trace, -1.5, 1.0, 1000) == (inf, inf)
+    assert ttm.time_to_threshold(trace, -1.5, 10.0, 100) == (inf, inf)
+
+
+def _made_up() -> list[ttm.SystemResult]:
+    hit = methods.RunTrace([(1, 0.01, -40.0), (900, 0.5, -44.3268)], 900, 0.5)
+    miss = methods.RunTrace([(1, 0.01, -40.0)], 5000, 10.0)
+    return [
+        ttm.SystemResult(
+            "lj13",
+            -44.326801,
+            "known",
+            global_minimum_threshold(-44.326801),
+            10.0,
+            5000,
+            [
+                ttm.MethodResult("learned", "ours", "", [hit, hit, miss], 3.0),
+                ttm.MethodResult(
+                    "scipy_basin_hopping", "scipy", "", [miss, miss, hit], 0.0
+                ),
+            ],
+            ["a note"],
+        )
+    ]
+
+
+def test_tables_json_and_figure(tmp_path):
+    from ase_learn2hop.benchmark.time_to_minimum_figure import success_figure
+
+    results = _made_up()
+    markdown = ttm.markdown_table(results)
+    assert "| lj13 (10 s, 5e+03 calls) | ours | 2/3 | 900 [900, > 5e+03]" in markdown
+    assert "> 10 s [> 10 s, > 10 s]" in ttm.terminal_table(results)
+    document = json.loads(ttm.to_json(results))
+    scipy_row = document[0]["methods"][1]
+    assert scipy_row["successes"] == 1 and scipy_row["median_q1_q3_seconds"][0] is None
+    curves = ttm.success_curves(results)
+    x, fraction = curves["lj13"]["learned"]["force_calls"]
+    np.testing.assert_allclose(x, [900, 900])
+    np.testing.assert_allclose(fraction, [1 / 3, 2 / 3])
+    path = success_figure(results, tmp_path / "ttm.png")
+    assert path.stat().st_size > 1000
