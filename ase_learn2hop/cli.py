@@ -274,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     from ase_learn2hop.benchmark.command import register_commands as register_benchmark
 
     register_benchmark(commands)
+    from ase_learn2hop.benchmark.time_to_minimum_command import (
+        register_commands as register_time_to_minimum,
+    )
+
+    register_time_to_minimum(commands)
     return parser
 
 

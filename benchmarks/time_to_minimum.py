@@ -26,43 +26,13 @@ import jax
 
 def main() -> None:
     jax.config.update("jax_enable_x64", True)
-    from ase_learn2hop.benchmark import time_to_minimum as ttm
-    from ase_learn2hop.benchmark.time_to_minimum_figure import success_figure
+    from ase_learn2hop.benchmark.time_to_minimum_command import add_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--systems", nargs="+", default=["lj13", "lj26"])
-    parser.add_argument("--runs", type=int, default=6)
-    parser.add_argument(
-        "--seconds",
-        type=float,
-        default=None,
-        help=f"wall time per run (default per system: {ttm.DEFAULT_SECONDS}, "
-        f"else {ttm.FALLBACK_SECONDS:g})",
-    )
-    parser.add_argument("--force-calls", type=int, default=ttm.DEFAULT_FORCE_CALLS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        default=list(ttm.DEFAULT_METHODS),
-        choices=list(ttm.METHODS),
-    )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_arguments(parser)
+    parser.set_defaults(out=Path("benchmarks/results"))
     args = parser.parse_args()
-    results = ttm.run_time_to_minimum(
-        args.systems,
-        args.runs,
-        args.seconds,
-        args.force_calls,
-        args.seed,
-        args.methods,
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "time_to_minimum.md").write_text(ttm.markdown_table(results))
-    (args.out / "time_to_minimum.json").write_text(ttm.to_json(results))
-    success_figure(results, args.out / "time_to_minimum.png")
-    print(ttm.terminal_table(results))
-    print(f"wrote {args.out}/time_to_minimum.md, .json, .png")
+    args.handler(args)
 
 
 if __name__ == "__main__":

@@ -116,3 +116,18 @@ def test_tables_json_and_figure(tmp_path):
     np.testing.assert_allclose(fraction, [1 / 3, 2 / 3])
     path = success_figure(results, tmp_path / "ttm.png")
     assert path.stat().st_size > 1000
+
+
+def test_command_line_writes_the_table_json_and_figure(tmp_path, capsys):
+    from ase_learn2hop.cli import main
+
+    status = main(
+        [
+            "time-to-minimum", "--systems", "lj13", "--runs", "1", "--seconds", "10",
+            "--methods", "scipy_basin_hopping", "--out", str(tmp_path), "--quiet",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    for name in ("time_to_minimum.md", "time_to_minimum.json", "time_to_minimum.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "scipy" in (tmp_path / "time_to_minimum.md").read_text()
