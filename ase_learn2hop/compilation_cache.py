@@ -14,8 +14,8 @@ Off by default, on with ``LEARN2HOP_COMPILATION_CACHE=1``. Decision: with jax
 0.10.1 on CPU, every program loaded from the cache logs an ERROR line claiming
 the compile machine's features ("+prefer-no-scatter", a tuning flag, not an
 instruction set) differ from the host's and that this "could lead to SIGILL";
-measured on this machine, the second process of an LJ13 search then starts in
-1.6 s instead of 21 s, but a default that prints alarming errors on every run
+measured on this machine, an LJ13 search then takes 1.1 s instead of 5.5 s in
+the next process (benchmarks/compilation_cache.py), but a default that prints alarming errors on every run
 surprises users. Turn it on by default once JAX stops logging that.
 """
 
