@@ -79,6 +79,46 @@ def _finite_or_inf(energy: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(energy), energy, jnp.inf)
 
 
+def start_one(
+    optimizer: Optimizer,
+    positions: jax.Array,
+    parameters: Any,
+    shared: Any,
+    key: jax.Array | None,
+    target_energy: jax.Array,
+) -> DriverState:
+    """The `DriverState` of one start ``[n, 3]`` (one force call); unbatched,
+    traceable (`driver_init` vmaps it; `search.learned_search` calls it)."""
+    state = optimizer.init_fn(positions, parameters, shared, key)
+    energy = _finite_or_inf(state.energy)
+    # NaN compares False: a blown-up start never counts as a hit.
+    first_hit = jnp.where(state.energy <= target_energy, 1, -1)
+    return DriverState(state, energy, state.positions, first_hit, jnp.asarray(1))
+
+
+def step_one(
+    optimizer: Optimizer,
+    carry: DriverState,
+    parameters: Any,
+    shared: Any,
+    target_energy: jax.Array,
+) -> DriverState:
+    """One optimizer step of one start with the driver's bookkeeping (best so
+    far, first hit, force calls); unbatched, traceable."""
+    state = optimizer.step_fn(carry.state, parameters, shared)
+    force_calls = carry.force_calls + 1
+    # NaN never compares lower, so a blown-up step cannot become the best.
+    improved = state.energy < carry.best_energy
+    newly_hit = (carry.first_hit < 0) & (state.energy <= target_energy)
+    return DriverState(
+        state,
+        jnp.where(improved, state.energy, carry.best_energy),
+        jnp.where(improved, state.positions, carry.best_positions),
+        jnp.where(newly_hit, force_calls, carry.first_hit),
+        force_calls,
+    )
+
+
 @functools.partial(jax.jit, static_argnames=("optimizer",))
 def driver_init(
     optimizer: Optimizer,
@@ -89,15 +129,9 @@ def driver_init(
     target_energy: jax.Array,
 ) -> DriverState:
     """Initial `DriverState` for ``[batch, n, 3]`` starts (one force call each)."""
-
-    def start_one(positions, parameters, key):
-        state = optimizer.init_fn(positions, parameters, shared, key)
-        energy = _finite_or_inf(state.energy)
-        # NaN compares False: a blown-up start never counts as a hit.
-        first_hit = jnp.where(state.energy <= target_energy, 1, -1)
-        return DriverState(state, energy, state.positions, first_hit, jnp.asarray(1))
-
-    return jax.vmap(start_one)(positions, parameters, keys)
+    return jax.vmap(
+        lambda x, p, k: start_one(optimizer, x, p, shared, k, target_energy)
+    )(positions, parameters, keys)
 
 
 @functools.partial(jax.jit, static_argnames=("optimizer", "steps", "record_every"))
@@ -120,20 +154,7 @@ def driver_advance(
 
     def run_one(carry: DriverState, parameters):
         def advance(carry: DriverState, _):
-            state = optimizer.step_fn(carry.state, parameters, shared)
-            force_calls = carry.force_calls + 1
-            improved = state.energy < carry.best_energy
-            newly_hit = (carry.first_hit < 0) & (state.energy <= target_energy)
-            return (
-                DriverState(
-                    state,
-                    jnp.where(improved, state.energy, carry.best_energy),
-                    jnp.where(improved, state.positions, carry.best_positions),
-                    jnp.where(newly_hit, force_calls, carry.first_hit),
-                    force_calls,
-                ),
-                None,
-            )
+            return step_one(optimizer, carry, parameters, shared, target_energy), None
 
         def record_block(carry: DriverState, _):
             carry, _ = jax.lax.scan(advance, carry, length=record_every)

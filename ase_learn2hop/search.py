@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ase_learn2hop import learned_optimizer
+from ase_learn2hop import driver, learned_optimizer
 from ase_learn2hop.descent import POLISH_LEARNING_RATE, POLISH_STEPS, Optimizer, polish
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta
 from ase_learn2hop.systems import StructureContext
@@ -204,23 +204,16 @@ def learned_search(
         calls plus ``polish_steps + 1`` per polished structure.
     """
     parameters = SearchParameters(potential_parameters, context)
-    init_fn, step_fn = learned_steps(config, energy_fn)
+    optimizer = learned_steps(config, energy_fn)
+    no_target = jnp.asarray(-jnp.inf, dtype=positions.dtype)
 
     def one_step(carry, _):
-        state, best_energy, best_positions = carry
-        state = step_fn(state, parameters, theta)
-        better = _finite_or_inf(state.energy) < best_energy
-        best_energy = jnp.where(better, state.energy, best_energy)
-        best_positions = jnp.where(better, state.positions, best_positions)
-        return (state, best_energy, best_positions), SearchTrace(
-            state.energy, state.step_size
-        )
+        carry = driver.step_one(optimizer, carry, parameters, theta, no_target)
+        return carry, SearchTrace(carry.state.energy, carry.state.step_size)
 
-    state = init_fn(positions, parameters)
-    carry = (state, _finite_or_inf(state.energy), positions)
-    (state, _, best_positions), trace = jax.lax.scan(
-        one_step, carry, None, length=n_steps
-    )
+    carry = driver.start_one(optimizer, positions, parameters, theta, None, no_target)
+    carry, trace = jax.lax.scan(one_step, carry, None, length=n_steps)
+    state, best_positions = carry.state, carry.best_positions
     if polish_best:
         result = finish_cycle(
             energy_fn,
