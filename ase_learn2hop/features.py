@@ -237,4 +237,3 @@ def feature_blocks(
         return encoded.reshape(raw.shape[:-1] + (2 * raw.shape[-1],))
 
     return FeatureBlocks(encode(per_component), encode(per_atom), encode(shared))
-

@@ -248,7 +248,9 @@ def weights_fit(weights: LearnedWeights, system_name: str, n_species: int) -> st
     return ""
 
 
-def default_weights_for(family: str, potential: str, system_name: str) -> LearnedWeights:
+def default_weights_for(
+    family: str, potential: str, system_name: str
+) -> LearnedWeights:
     """The shipped weights that fit a system, or a clear error.
 
     Lennard-Jones clusters get ``lj`` (else ``lj13``), gold ``au55``, silver-gold

@@ -27,6 +27,7 @@ import numpy as np
 
 import ase_learn2hop
 from ase_learn2hop.features import FeatureSet
+from ase_learn2hop.learned_hopping import HoppingConfig
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, init_theta
 from ase_learn2hop.systems import system_from_name
 from ase_learn2hop.weights import load_weights, save_weights
@@ -39,7 +40,13 @@ from .distributed import (
 )
 from .loop import TrainingState, plot_meta_loss, train
 from .strategies import make_strategy
-from .tasks import MetaTask, make_instance_sampler, make_meta_loss, make_tasks
+from .tasks import (
+    MetaTask,
+    make_hopping_meta_loss,
+    make_instance_sampler,
+    make_meta_loss,
+    make_tasks,
+)
 
 DEFAULTS: dict[str, Any] = {
     "strategy": "esmc",
@@ -61,6 +68,12 @@ DEFAULTS: dict[str, Any] = {
     "init_weights": None,
     # Share of training starts that are local minima (see tasks.make_instance_sampler).
     "minimum_start_fraction": 0.0,
+    # "paper": H learned steps + polish, final energy (paper 3.3); "hopping":
+    # learned basin hopping for `budget` force calls, hops of `horizon` learned
+    # steps, mean best-so-far energy (tasks.make_hopping_meta_loss).
+    "protocol": "paper",
+    "budget": 2000,
+    "temperature": 0.8,
 }
 OVERRIDABLE = (
     "strategy",
@@ -70,6 +83,7 @@ OVERRIDABLE = (
     "seed",
     "sigma",
     "learning_rate",
+    "budget",
 )
 
 
@@ -154,7 +168,7 @@ def tasks_from_config(config: dict[str, Any]):
     def adam_energies() -> list[float]:
         tasks = make_tasks(
             config["systems"],
-            adam_steps=config["horizon"],
+            adam_steps=adam_reference_steps(config),
             n_starts=config["adam_reference_starts"],
         )
         return [task.adam_best_energy for task in tasks]
@@ -164,6 +178,30 @@ def tasks_from_config(config: dict[str, Any]):
         MetaTask(system_from_name(name), float(energy))
         for name, energy in zip(config["systems"], energies)
     ]
+
+
+def adam_reference_steps(config: dict[str, Any]) -> int:
+    """Adam steps of the loss scale: the horizon (paper) or the budget (hopping)."""
+    return config["budget"] if config["protocol"] == "hopping" else config["horizon"]
+
+
+def hopping_config(config: dict[str, Any]) -> HoppingConfig:
+    """The learned basin hopping a hopping-protocol config trains for."""
+    return HoppingConfig(
+        hop_steps=int(config["horizon"]), temperature=float(config["temperature"])
+    )
+
+
+def meta_loss_from_config(config: dict[str, Any], tasks, network):
+    if config["protocol"] == "hopping":
+        return make_hopping_meta_loss(
+            tasks, network, hopping_config(config), int(config["budget"])
+        )
+    if config["protocol"] != "paper":
+        raise SystemExit(
+            f"protocol must be 'paper' or 'hopping', got {config['protocol']!r}"
+        )
+    return make_meta_loss(tasks, network, config["horizon"], config["polish_steps"])
 
 
 def run_training(
@@ -195,7 +233,7 @@ def run_training(
             )
         theta0 = start.theta
     sample_instances = make_instance_sampler(tasks, config["minimum_start_fraction"])
-    loss_fn = make_meta_loss(tasks, network, config["horizon"], config["polish_steps"])
+    loss_fn = meta_loss_from_config(config, tasks, network)
     started = time.time()
     result = train(
         strategy_from_config(config),
@@ -287,7 +325,7 @@ def export_checkpoint(run_directory: Path, out: Path | None = None) -> Path:
     network = network_config(config)
     tasks = make_tasks(
         config["systems"],
-        adam_steps=config["horizon"],
+        adam_steps=adam_reference_steps(config),
         n_starts=config["adam_reference_starts"],
     )
     template_theta = init_theta(jax.random.key(0), network)

@@ -276,7 +276,6 @@ def benchmark_json(run: BenchmarkRun) -> dict:
     }
 
 
-
 def write_outputs(run: BenchmarkRun, out: Path, *, figures: bool = True) -> dict:
     """Writes ``benchmark.json``, ``benchmark.md`` and the figures into ``out``.
 
@@ -295,7 +294,6 @@ def write_outputs(run: BenchmarkRun, out: Path, *, figures: bool = True) -> dict
 
         written = write_figures(run, out)
     return {"json": json_path, "markdown": markdown_path, "figures": written}
-
 
 
 def report(run: BenchmarkRun, out: Path, figures: bool, quiet: bool) -> int:

@@ -1,0 +1,281 @@
+"""Learned basin hopping: learned hops between quasi-Newton quenches.
+
+The product's default search (`LearnedHopOptimizer`'s ``protocol="hopping"``).
+Basin hopping (Wales & Doye 1997; GMIN, pele, scipy's ``basinhopping``) with
+the random perturbation replaced by the learned optimizer:
+
+1. quench the start with L-BFGS (`quench`: one force call per iteration, the
+   step capped, no line search) until the largest force is below
+   ``quench_fmax`` or ``max_quench_steps`` evaluations: the first minimum,
+   accepted whatever it is, so the search never ends above a local
+   relaxation of its start;
+2. hop: ``hop_steps`` learned steps from the current minimum with a fresh
+   learned-optimizer state (the weights were trained to leave basins);
+3. quench the end of the hop; offer the quenched structure to Metropolis
+   acceptance at ``temperature`` against the current minimum (greedy at 0);
+   a free cluster that lost an atom (an atom farther than
+   `DISSOCIATION_DISTANCE` length scales from every other) is never accepted;
+4. go to 2.
+
+It is one `descent.Optimizer` whose every step is exactly one
+energy-and-gradient evaluation (a learned step or a quench iteration), so the
+one batched driver runs it like any other method: the lowest energy evaluated
+anywhere (best so far), the force calls at which a target was first reached
+and the total force calls are the driver's, per start and honest. Each start
+hops on its own (no synchronisation between starts).
+
+The first learned step of a hop starts from the minimum's stored energy and
+gradient, so a hop of h steps costs h evaluations and a quench of k iterations
+k evaluations.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ase_learn2hop import driver, learned_optimizer, quench
+from ase_learn2hop.descent import EnergyFn, Optimizer
+from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta
+from ase_learn2hop.search import SearchParameters
+
+#: A free-cluster atom farther than this many length scales from every other
+#: atom has left the cluster (the same rule as `cycles.reinsert_dissociated`).
+DISSOCIATION_DISTANCE = 2.0
+
+
+class HoppingConfig(NamedTuple):
+    """Settings of learned basin hopping (hashable: a static argument).
+
+    Attributes:
+        hop_steps: learned steps per hop (h).
+        temperature: Metropolis temperature kT (energy units); 0 is greedy.
+        quench_fmax: a quench ends when the largest force is below this
+            (energy / length units).
+        max_quench_steps: a quench also ends after this many evaluations.
+        max_step: largest quench step, norm over the system, in units of the
+            length scale.
+        max_rise: largest energy rise of an accepted quench step (energy
+            units).
+    """
+
+    hop_steps: int = 100
+    temperature: float = 0.8
+    quench_fmax: float = 1e-3
+    max_quench_steps: int = 1000
+    max_step: float = quench.MAX_STEP
+    max_rise: float = quench.MAX_RISE
+
+
+class HoppingState(NamedTuple):
+    """State of one learned basin-hopping search.
+
+    Attributes:
+        positions, energy, gradient: the last evaluated structure (``[n, 3]``,
+            scalar, ``[n, 3]``).
+        hopping: bool scalar, whether the last evaluation was part of a hop
+            whose learned steps are not all made yet.
+        hop_step: int scalar, learned steps made in the current hop.
+        learned: the learned optimizer's state in the current hop.
+        quench: the L-BFGS quench state (`quench.QuenchState`).
+        quench_begins: bool scalar, the last evaluation is a quench's first.
+        minimum_positions, minimum_energy, minimum_gradient: the current
+            (accepted) minimum; energy +inf before the first quench ends.
+        key: random key of the Metropolis draws.
+        hops: int scalar, quenches finished (the first included).
+        accepted: int scalar, quenched structures accepted after the first.
+    """
+
+    positions: jax.Array
+    energy: jax.Array
+    gradient: jax.Array
+    hopping: jax.Array
+    hop_step: jax.Array
+    learned: learned_optimizer.LearnedOptimizerState
+    quench: quench.QuenchState
+    quench_begins: jax.Array
+    minimum_positions: jax.Array
+    minimum_energy: jax.Array
+    minimum_gradient: jax.Array
+    key: jax.Array
+    hops: jax.Array
+    accepted: jax.Array
+
+
+def _select(condition, if_true, if_false):
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.where(condition, a, b), if_true, if_false
+    )
+
+
+def dissociated(positions: jax.Array, length_scale: jax.Array) -> jax.Array:
+    """Whether some atom of a free cluster ``[n, 3]`` is farther than
+    `DISSOCIATION_DISTANCE` length scales from every other atom."""
+    differences = positions[:, None, :] - positions[None, :, :]
+    squared = jnp.sum(differences**2, axis=-1)
+    squared = jnp.where(jnp.eye(len(positions), dtype=bool), jnp.inf, squared)
+    limit = (DISSOCIATION_DISTANCE * length_scale) ** 2
+    return jnp.any(jnp.min(squared, axis=-1) > limit)
+
+
+def _metropolis(new_energy, current_energy, key, temperature):
+    """Metropolis (greedy at temperature 0); NaN is never accepted."""
+    change = new_energy - current_energy
+    if temperature == 0.0:
+        return change < 0.0
+    uniform = jax.random.uniform(key, dtype=new_energy.dtype)
+    return (change < 0.0) | (uniform < jnp.exp(-change / temperature))
+
+
+@functools.lru_cache(maxsize=256)
+def learned_hopping(
+    config: LearnedOptimizerConfig, energy_fn: EnergyFn, hopping: HoppingConfig
+) -> Optimizer:
+    """Learned basin hopping as an ``Optimizer(init_fn, step_fn)``.
+
+    ``parameters`` is a `search.SearchParameters` (potential parameters and
+    structure context), ``shared`` is ``theta``, and ``init_fn`` needs a key
+    (the Metropolis draws).
+
+    Returns:
+        ``Optimizer`` over `HoppingState`; one evaluation per step.
+    """
+    if hopping.hop_steps < 1:
+        raise ValueError(f"hop_steps must be positive, got {hopping.hop_steps}")
+    value_and_grad = jax.value_and_grad(energy_fn)
+
+    def init_fn(positions, parameters: SearchParameters, theta=None, key=None):
+        energy, gradient = value_and_grad(positions, parameters.potential)
+        free = parameters.context.free
+        return HoppingState(
+            positions=positions,
+            energy=energy,
+            gradient=gradient,
+            hopping=jnp.asarray(False),
+            hop_step=jnp.zeros((), jnp.int32),
+            learned=learned_optimizer.init(positions),
+            quench=quench.quench_begin(positions, energy, gradient, free),
+            quench_begins=jnp.asarray(True),
+            minimum_positions=positions,
+            minimum_energy=jnp.asarray(jnp.inf, energy.dtype),
+            minimum_gradient=gradient,
+            key=jax.random.key(0) if key is None else key,
+            hops=jnp.zeros((), jnp.int32),
+            accepted=jnp.zeros((), jnp.int32),
+        )
+
+    def step_fn(state: HoppingState, parameters: SearchParameters, theta: Theta):
+        context = parameters.context
+        free = context.free
+        key, acceptance_key = jax.random.split(state.key)
+
+        # The quench: the last evaluation either begins one (end of a hop, or
+        # the start) or is the trial point of the running one.
+        observed = quench.quench_observe(
+            state.quench,
+            state.positions,
+            state.energy,
+            state.gradient,
+            free,
+            hopping.max_rise,
+        )
+        fresh = quench.quench_begin(state.positions, state.energy, state.gradient, free)
+        current = _select(state.quench_begins, fresh, observed)
+        quenching = ~state.hopping
+        quench_done = quenching & (
+            quench.quench_converged(current, hopping.quench_fmax)
+            | (current.iterations >= hopping.max_quench_steps)
+            | ~jnp.isfinite(current.energy)
+        )
+
+        # Acceptance of the quenched structure.
+        candidate = jnp.where(jnp.isfinite(current.energy), current.energy, jnp.inf)
+        first = ~jnp.isfinite(state.minimum_energy)
+        whole = True
+        if not context.geometry.periodic:
+            whole = ~dissociated(current.positions, context.length_scale)
+        accept = (
+            quench_done
+            & jnp.isfinite(candidate)
+            & (first | (whole & _metropolis(
+                candidate, state.minimum_energy, acceptance_key, hopping.temperature
+            )))
+        )  # fmt: skip
+        minimum_positions = jnp.where(
+            accept, current.positions, state.minimum_positions
+        )
+        minimum_energy = jnp.where(accept, candidate, state.minimum_energy)
+        minimum_gradient = jnp.where(accept, current.gradient, state.minimum_gradient)
+
+        # The learned step: the next of the hop, or the first from the minimum.
+        hop_from = jnp.where(quench_done, minimum_positions, state.positions)
+        hop_gradient = jnp.where(quench_done, minimum_gradient, state.gradient)
+        learned_state = _select(
+            quench_done, learned_optimizer.init(hop_from), state.learned
+        )
+        displacement, learned_state = learned_optimizer.update(
+            theta, config, learned_state, hop_from, hop_gradient, context
+        )
+        if free is not None:
+            displacement = displacement * free
+        hop_positions = context.geometry.move(hop_from, displacement)
+
+        moving = state.hopping | quench_done
+        hop_step = jnp.where(quench_done, 1, state.hop_step + state.hopping)
+        still_hopping = moving & (hop_step < hopping.hop_steps)
+        max_step = hopping.max_step * context.length_scale
+        trial = quench.quench_trial(current, context.geometry, max_step)
+        positions = jnp.where(moving, hop_positions, trial)
+        energy, gradient = value_and_grad(positions, parameters.potential)
+        return HoppingState(
+            positions=positions,
+            energy=energy,
+            gradient=gradient,
+            hopping=still_hopping,
+            hop_step=hop_step,
+            learned=learned_state,
+            quench=current,
+            quench_begins=moving & ~still_hopping,
+            minimum_positions=minimum_positions,
+            minimum_energy=minimum_energy,
+            minimum_gradient=minimum_gradient,
+            key=key,
+            hops=state.hops + quench_done,
+            accepted=state.accepted + (accept & ~first),
+        )
+
+    return Optimizer(init_fn, step_fn)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("config", "energy_fn", "hopping", "budget")
+)
+def hopping_best_so_far(
+    theta: Theta,
+    config: LearnedOptimizerConfig,
+    energy_fn: EnergyFn,
+    hopping: HoppingConfig,
+    positions: jax.Array,
+    context,
+    potential_parameters: Any,
+    key: jax.Array,
+    *,
+    budget: int,
+) -> jax.Array:
+    """One search of ``budget`` force calls from ``positions`` ``[n, 3]``;
+    ``[budget]`` the best energy found after each call (training's
+    meta-loss; the batched product path is the driver's)."""
+    optimizer = learned_hopping(config, energy_fn, hopping)
+    parameters = SearchParameters(potential_parameters, context)
+    no_target = jnp.asarray(-jnp.inf, dtype=positions.dtype)
+
+    def one_call(carry, _):
+        carry = driver.step_one(optimizer, carry, parameters, theta, no_target)
+        return carry, carry.best_energy
+
+    carry = driver.start_one(optimizer, positions, parameters, theta, key, no_target)
+    _, best = jax.lax.scan(one_call, carry, None, length=budget - 1)
+    return jnp.concatenate([carry.best_energy[None], best])
