@@ -28,18 +28,18 @@ import os
 import time
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
 from ase.io.trajectory import Trajectory
 from ase.optimize import FIRE
 from ase.optimize.optimize import Optimizer
 
-from ase_learn2hop import compilation_cache, conversion, cycles, search
+from ase_learn2hop import compilation_cache, conversion, protocols, search
 from ase_learn2hop import restart as restart_files
 from ase_learn2hop import weights as weight_files
 from ase_learn2hop.minima import DistinctMinima
 from ase_learn2hop.precision import float64
+from ase_learn2hop.protocols import PROTOCOLS, check_count
 from ase_learn2hop.weights import NoSuitableWeightsError
 
 __all__ = ["LearnedHopOptimizer", "NoSuitableWeightsError"]
@@ -49,20 +49,11 @@ FINAL_POLISH_MAX_STEPS = 5000
 #: Most FIRE steps that relax each start before the search (`cycles.relax_starts`).
 RELAX_STEPS = 1000
 
-#: Cycles of ``run()`` without ``steps`` (as FIRE and BFGS are called): ASE's
-#: 100 million steps mean "until converged", which a global search never is.
-#: Ten cycles (3000 to 10000 learned steps with the shipped weights) take seconds
-#: for LJ13 and minutes for 50 to 100 atoms on 2 cores.
+#: ``run()`` without ``steps`` (as FIRE and BFGS are called; ASE's 100 million
+#: steps mean "until converged", which a global search never is): ten cycles
+#: (paper protocol), or this many force calls of learned basin hopping.
 DEFAULT_SEARCH_CYCLES = 10
-
-
-def _check_steps(value, name: str = "steps") -> int:
-    """``value`` as a non-negative int; a clear ValueError otherwise."""
-    number = (int, float, np.integer, np.floating)
-    is_count = isinstance(value, number) and not isinstance(value, bool)
-    if not (is_count and float(value).is_integer() and value >= 0):
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
+DEFAULT_HOPPING_STEPS = 20000
 
 
 class LearnedHopOptimizer(Optimizer):
@@ -70,6 +61,16 @@ class LearnedHopOptimizer(Optimizer):
 
     Args:
         atoms: the structure, with a calculator attached.
+        protocol: ``"hopping"`` (default): learned basin hopping
+            (`learned_hopping`: hops of ``hop_steps`` learned steps between
+            L-BFGS quenches, Metropolis acceptance at ``temperature``; a step
+            is one force call); ``"paper"``: the paper's cycles of H learned
+            steps and a gradient-descent polish (`cycles`).
+        hop_steps: learned steps per hop (default: the weights' horizon when
+            they were trained for hopping, else
+            `learned_hopping.DEFAULT_HOP_STEPS`).
+        temperature: Metropolis kT of hopping (energy units; default per
+            potential, `learned_hopping.default_temperature`).
         weights: a `weights.LearnedWeights`, a shipped name (``"lj"``) or a
             path to a weight manifest; ``None`` picks the shipped weights that
             fit the system.
@@ -122,6 +123,9 @@ class LearnedHopOptimizer(Optimizer):
         polish_learning_rate: float = search.POLISH_LEARNING_RATE,
         relax_steps: int = RELAX_STEPS,
         minima_trajectory: Any = None,
+        protocol: str = "hopping",
+        hop_steps: int | None = None,
+        temperature: float | None = None,
         **kwargs,
     ):
         if not isinstance(atoms, Atoms):
@@ -143,6 +147,8 @@ class LearnedHopOptimizer(Optimizer):
             raise ValueError(f"starts must be 'harmonic' or 'perturb', got {starts!r}")
         if observe_every < 1:
             raise ValueError("observe_every must be a positive number of steps")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         compilation_cache.enable()
         with float64():
             problem = conversion.search_problem(
@@ -165,6 +171,12 @@ class LearnedHopOptimizer(Optimizer):
         self.polish_steps = polish_steps
         self.polish_learning_rate = polish_learning_rate
         self.relax_steps = int(relax_steps)
+        self.protocol = protocol
+        self.hopping = None
+        if protocol == "hopping":
+            self.hopping = protocols.hopping_config(
+                self.weights, self.system, self.fast, hop_steps, temperature
+            )
         self.minima = DistinctMinima(geometry=self.context.geometry, template=atoms)
         if isinstance(minima_trajectory, (str, os.PathLike)):
             minima_trajectory = self.closelater(
@@ -177,7 +189,7 @@ class LearnedHopOptimizer(Optimizer):
         self.best_positions: np.ndarray | None = None
         self.energy_evaluations = 0
         self._polish_calls = 0
-        self._search: cycles.CycleSearch | None = None
+        self._search = None  # a CycleSearch or HoppingSearch (protocols)
         super().__init__(
             atoms, restart, logfile, trajectory, append_trajectory, **kwargs
         )
@@ -205,7 +217,8 @@ class LearnedHopOptimizer(Optimizer):
         description = super().todict()
         description.update(
             weights=self.weights.name,
-            horizon=self.horizon,
+            protocol=self.protocol,
+            horizon=self.horizon if self.hopping is None else self.hopping.hop_steps,
             n_starts=self.n_starts,
             seed=self.seed,
             fast=self.fast,
@@ -224,22 +237,9 @@ class LearnedHopOptimizer(Optimizer):
         )  # fmt: skip
 
     def _begin(self) -> None:
-        with float64():
-            self._search = cycles.cycles_start(
-                self.weights.theta,
-                self.weights.config,
-                self.energy_fn,
-                jnp.asarray(self._start_positions()),
-                self.context,
-                self.potential_parameters,
-                horizon=self.horizon,
-                polish_steps=self.polish_steps,
-                polish_learning_rate=self.polish_learning_rate,
-                relax_steps=self.relax_steps,
-                reinsert=True,
-            )
-        # The relaxed starts are the first candidates: never worse than FIRE.
-        self._record_minima(self._search.best_energy, self._search.best_positions)
+        self._search = protocols.start_search(self, self._start_positions())
+        if self.hopping is None:  # relaxed starts: first candidates, minima
+            self._record_minima(self._search.best_energy, self._search.best_positions)
 
     def _record_minima(self, energies: np.ndarray, positions: np.ndarray) -> None:
         for energy, structure in zip(energies, positions):
@@ -247,18 +247,11 @@ class LearnedHopOptimizer(Optimizer):
             self._offer_best(float(energy), structure)
 
     def _advance(self, n_steps: int) -> None:
-        with float64():
-            self._search, _, _ = cycles.cycles_advance(
-                self._search,
-                n_steps,
-                chunk_steps=self.observe_every,
-                on_minimum=self._record_minima,
-            )
+        self._search = protocols.advance_search(self, n_steps, self._record_minima)
         self._account()
 
     def _finish_cycle(self) -> None:
-        with float64():
-            self._search = cycles.cycles_finish(self._search, self._record_minima)
+        self._search = protocols.finish_search(self, self._record_minima)
         self._account()
 
     def _account(self) -> None:
@@ -277,8 +270,11 @@ class LearnedHopOptimizer(Optimizer):
     # -- the ASE interface -------------------------------------------------------
 
     def default_steps(self) -> int:
-        """Learned steps of ``run()`` / ``irun()`` without ``steps``:
-        ``DEFAULT_SEARCH_CYCLES * horizon`` (see `DEFAULT_SEARCH_CYCLES`)."""
+        """Steps of ``run()`` / ``irun()`` without ``steps``:
+        `DEFAULT_HOPPING_STEPS` (hopping) or ``DEFAULT_SEARCH_CYCLES *
+        horizon`` (paper)."""
+        if self.hopping is not None:
+            return DEFAULT_HOPPING_STEPS
         return DEFAULT_SEARCH_CYCLES * self.horizon
 
     def irun(
@@ -307,13 +303,13 @@ class LearnedHopOptimizer(Optimizer):
             final (best, polished) structure meets ``fmax``. With
             ``steps=0``: once, whether the start meets ``fmax``.
         """
-        steps = self.default_steps() if steps is None else _check_steps(steps)
+        steps = self.default_steps() if steps is None else check_count(steps)
         if target_energy is not None:
             target_energy = float(target_energy)
             if np.isnan(target_energy):
                 raise ValueError("target_energy must be a number, got NaN")
         if max_force_calls is not None:
-            max_force_calls = _check_steps(max_force_calls, "max_force_calls")
+            max_force_calls = check_count(max_force_calls, "max_force_calls")
         self.fmax = fmax
         self.max_steps = self.nsteps + steps
         return self._irun(steps, target_energy, max_force_calls)
@@ -335,10 +331,12 @@ class LearnedHopOptimizer(Optimizer):
             if self._search is None:
                 self._begin()
             while True:
-                chunk = min(
-                    self.observe_every,
-                    self.horizon - self._cycle_step,
-                    self.max_steps - self.nsteps,
+                chunk = int(
+                    min(
+                        self.observe_every,
+                        protocols.steps_to_cycle_end(self),
+                        self.max_steps - self.nsteps,
+                    )
                 )
                 self._advance(chunk)
                 self.nsteps += chunk

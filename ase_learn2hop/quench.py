@@ -102,14 +102,16 @@ def quench_begin(
     )
 
 
-def quench_trial(
-    state: QuenchState, geometry: Geometry, max_step: float | jax.Array
-) -> jax.Array:
+def quench_trial(state: QuenchState, max_step: float | jax.Array) -> jax.Array:
     """``[n, 3]`` the next point to evaluate: along ``-direction``, its norm
-    capped at ``max_step`` and scaled by ``step_scale``."""
+    capped at ``max_step`` and scaled by ``step_scale``.
+
+    Not wrapped into a periodic cell: the L-BFGS position differences must be
+    continuous, and the energy's minimum image takes positions anywhere.
+    """
     norm = jnp.sqrt(jnp.sum(state.direction**2))
     cap = jnp.where(norm > max_step, max_step / jnp.maximum(norm, 1e-300), 1.0)
-    return geometry.move(state.positions, -state.step_scale * cap * state.direction)
+    return state.positions - state.step_scale * cap * state.direction
 
 
 def quench_observe(
@@ -195,7 +197,8 @@ def lbfgs_descent(
     Args:
         energy_fn: ``energy_fn(positions [n, 3], parameters) -> scalar``.
         max_step: largest step, norm over the whole system (length units).
-        geometry: boundary conditions.
+        geometry: boundary conditions (the converged structure is wrapped
+            into the cell).
         max_rise: largest accepted energy rise (energy units).
         memory: L-BFGS memory.
 
@@ -214,8 +217,8 @@ def lbfgs_descent(
         converged = quench_converged(state.quench, CONVERGED_FMAX)
         positions = jnp.where(
             converged,
-            state.quench.positions,
-            quench_trial(state.quench, geometry, max_step),
+            geometry.wrap(state.quench.positions),
+            quench_trial(state.quench, max_step),
         )
         energy, gradient = value_and_grad(positions, parameters)
         quench = quench_observe(

@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import cycles
 from ase_learn2hop.precision import float64
 
 
@@ -49,7 +48,8 @@ def restart_identity(optimizer) -> dict:
         "n_atoms": len(optimizer.atoms),
         "n_starts": optimizer.n_starts,
         "weights": optimizer.weights.name,
-        "horizon": optimizer.horizon,
+        "protocol": optimizer.protocol,
+        "horizon": optimizer.todict()["horizon"],
     }
 
 
@@ -80,7 +80,8 @@ def check_restart_identity(data: dict, expected: dict, path) -> None:
 _SEARCH_ARRAYS = ("best_energy", "best_positions", "force_calls", "first_hit")
 
 
-def search_to_dict(found: cycles.CycleSearch) -> dict:
+def search_to_dict(found) -> dict:
+    """A `cycles.CycleSearch` or `learned_hopping.HoppingSearch` as arrays."""
     return {
         "cycle_step": found.cycle_step,
         "steps": found.steps,
@@ -89,7 +90,7 @@ def search_to_dict(found: cycles.CycleSearch) -> dict:
     }
 
 
-def search_from_dict(template: cycles.CycleSearch, data: dict) -> cycles.CycleSearch:
+def search_from_dict(template, data: dict):
     """The saved search, on the structure of a fresh one (shapes checked)."""
     leaves, structure = jax.tree_util.tree_flatten(template.carry)
     saved = [np.asarray(leaf) for leaf in data["carry"]]

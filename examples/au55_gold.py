@@ -51,7 +51,7 @@ def main() -> None:
         optimizer = LearnedHopOptimizer(atoms, weights=args.weights, logfile=None)
         optimizer.run(steps=budget)
         energy, best = optimizer.get_minimum()
-        print(f"LearnedHopOptimizer: {energy:.4f} eV after {budget} learned steps")
+        print(f"LearnedHopOptimizer: {energy:.4f} eV after {budget} force calls of learned hopping")
         write(args.out, best)
         print(f"wrote {args.out}")
     except NoSuitableWeightsError as error:

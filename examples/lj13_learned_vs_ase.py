@@ -1,7 +1,7 @@
 """LJ13 from one random start: LearnedHopOptimizer beside ASE's FIRE and
-BasinHopping. The ASE tools get a budget of force calls; the learned optimizer
-makes as many learned steps, and the table shows the force calls each spent
-(the learned optimizer's include its relaxation of the start and its polishes).
+BasinHopping, each with the same budget of force calls (the learned
+optimizer's learned basin hopping makes one per step); the table shows the
+force calls each spent (the learned optimizer's include its closing polish).
 
     python examples/lj13_learned_vs_ase.py            # about a minute
     python examples/lj13_learned_vs_ase.py --fast     # a few seconds
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--weights", help="weight file (default: shipped lj13)")
     parser.add_argument("--fast", action="store_true", help="a quick check")
     args = parser.parse_args()
-    budget = args.steps or (300 if fast_mode(args) else 20000)
+    budget = args.steps or (1000 if fast_mode(args) else 20000)
 
     system = systems.system_from_name("lj13")
     start = np.asarray(
@@ -54,8 +54,8 @@ def main() -> None:
 
     rows = []
 
-    # The learned optimizer: `budget` learned steps (in cycles of its horizon,
-    # each ending in the paper's 1000-step polish, which it also spends).
+    # The learned optimizer: `budget` force calls of learned basin hopping
+    # (its default), then the closing FIRE polish to fmax, which it also spends.
     # Our calculator itself (not wrapped), so that the optimizer takes its fast,
     # jitted path.
     atoms = Atoms("X13", positions=start)

@@ -60,26 +60,25 @@ def test_lj13_learned_beside_ase(monkeypatch, tmp_path, capsys):
     assert set(rows) == {"LearnedHopOptimizer", "ASE FIRE", "ASE BasinHopping"}, out
     for tool in ("ASE FIRE", "ASE BasinHopping"):
         energy, calls = rows[tool]
-        # The force-call budget of the fast setting (300) is respected.
-        assert LJ13_GLOBAL_MINIMUM - 1e-6 <= energy < -10 and 0 < calls <= 300
-    # The fast setting (300 learned steps, a third of one cycle): never above
-    # FIRE from the same start (its relaxed start is a candidate), never below
-    # the global minimum.
+        # The force-call budget of the fast setting (1000) is respected.
+        assert LJ13_GLOBAL_MINIMUM - 1e-6 <= energy < -10 and 0 < calls <= 1000
+    # The fast setting (1000 force calls, a few hops): below FIRE from the same
+    # start (its first quench is a local relaxation, then it hops), never below
+    # the global minimum; the budget is kept but for the closing FIRE polish.
     learned_energy, learned_calls = rows["LearnedHopOptimizer"]
-    assert LJ13_GLOBAL_MINIMUM - 1e-6 <= learned_energy <= rows["ASE FIRE"][0] + 1e-6
-    assert learned_calls > 300
-    assert learned_energy < min(rows["ASE FIRE"][0], rows["ASE BasinHopping"][0])
+    assert LJ13_GLOBAL_MINIMUM - 1e-6 <= learned_energy < rows["ASE FIRE"][0] - 0.5
+    assert 1000 < learned_calls < 1100
 
 
 def test_au55(monkeypatch, tmp_path, capsys):
     out = run_example("au55_gold.py", monkeypatch, tmp_path, capsys)
     learned_ran(out)
-    learned = re.search(rf"^LearnedHopOptimizer: ({ENERGY}) eV after 300 learned", out, re.M)
+    learned = re.search(rf"^LearnedHopOptimizer: ({ENERGY}) eV after 300 force calls", out, re.M)
     hopping = re.search(rf"^ASE BasinHopping: ({ENERGY}) eV after 300 force calls", out, re.M)
     assert learned and hopping, out
     learned_energy, hopping_energy = float(learned.group(1)), float(hopping.group(1))
-    # One chaotic 300-step run (a third of a cycle): never below the global
-    # minimum, and lower than ASE's basin hopping with as many steps.
+    # One chaotic 300-call run: never below the global minimum, and lower than
+    # ASE's basin hopping with as many force calls.
     assert learned_energy >= AU55_GLOBAL_MINIMUM - 1e-3
     assert learned_energy < hopping_energy
     assert (tmp_path / "au55_best.xyz").exists()

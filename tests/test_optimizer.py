@@ -108,7 +108,7 @@ def test_fast_and_generic_paths_follow_the_same_trajectory(weights):
 def test_steps_beyond_the_horizon_run_in_cycles(weights):
     atoms = lj_cluster()
     optimizer = LearnedHopOptimizer(
-        atoms, weights=weights, logfile=None, observe_every=1000
+        atoms, weights=weights, logfile=None, observe_every=1000, protocol="paper"
     )
     chunks = [optimizer.nsteps for _ in optimizer.irun(steps=3 * HORIZON + 5)]
     assert chunks == [0, HORIZON, 2 * HORIZON, 3 * HORIZON, 3 * HORIZON + 5]

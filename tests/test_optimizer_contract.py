@@ -18,7 +18,8 @@ from ase.optimize import FIRE, RestartError
 from test_optimizer import hand_set_weights, lj_cluster
 
 from ase_learn2hop import LearnedHopOptimizer
-from ase_learn2hop.optimizer import DEFAULT_SEARCH_CYCLES
+from ase_learn2hop.learned_hopping import DEFAULT_HOP_STEPS
+from ase_learn2hop.optimizer import DEFAULT_HOPPING_STEPS, DEFAULT_SEARCH_CYCLES
 
 HORIZON = 10
 
@@ -53,13 +54,19 @@ def largest_force(atoms):
 # -- ase/test/optimize/test_optimizers.py ------------------------------------------
 
 
-def test_optimize_without_steps_runs_the_default_search(atoms, weights):
+@pytest.mark.parametrize("protocol", ["hopping", "paper"])
+def test_optimize_without_steps_runs_the_default_search(atoms, weights, protocol):
     """ASE's test_optimize: ``run(fmax)`` without steps converges. Here it makes
-    ``DEFAULT_SEARCH_CYCLES`` cycles (not ASE's 100 million steps)."""
-    opt = optimizer(atoms, weights)
-    assert opt.default_steps() == DEFAULT_SEARCH_CYCLES * HORIZON
+    ``DEFAULT_HOPPING_STEPS`` force calls of hopping, or ``DEFAULT_SEARCH_CYCLES``
+    cycles (not ASE's 100 million steps)."""
+    opt = optimizer(atoms, weights, protocol=protocol, observe_every=5000)
+    expected = {
+        "hopping": DEFAULT_HOPPING_STEPS,
+        "paper": DEFAULT_SEARCH_CYCLES * HORIZON,
+    }[protocol]
+    assert opt.default_steps() == expected
     assert opt.run(fmax=0.01) is True
-    assert opt.nsteps == DEFAULT_SEARCH_CYCLES * HORIZON
+    assert opt.nsteps == expected
     assert opt.stopped_by == "steps"
     assert largest_force(atoms) < 0.01
     assert opt.converged()
@@ -113,11 +120,16 @@ def test_nsteps(atoms, weights, steps):
         next(irun)
 
 
-def test_irun_yields_once_per_chunk(atoms, weights):
+@pytest.mark.parametrize(
+    "protocol, yields",
+    [("hopping", [0, 3, 6, 9, 12, 14]), ("paper", [0, 3, 6, 9, 10, 13, 14])],
+)
+def test_irun_yields_once_per_chunk(atoms, weights, protocol, yields):
     """Deliberate difference: one yield per chunk of ``observe_every`` steps
-    (chunks also end with each cycle of ``horizon`` steps)."""
-    opt = optimizer(atoms, weights, observe_every=3)
-    assert [opt.nsteps for _ in opt.irun(fmax=0, steps=14)] == [0, 3, 6, 9, 10, 13, 14]
+    (with the paper's protocol chunks also end with each cycle of ``horizon``
+    steps)."""
+    opt = optimizer(atoms, weights, observe_every=3, protocol=protocol)
+    assert [opt.nsteps for _ in opt.irun(fmax=0, steps=14)] == yields
 
 
 # -- ase/test/optimize/test_optimize_stepwise.py -----------------------------------
@@ -237,13 +249,16 @@ def test_target_energy_stops_the_search(atoms, weights):
     assert largest_force(atoms) < 0.01
 
 
-def test_force_call_budget_stops_the_search(atoms, weights):
-    opt = optimizer(atoms, weights)
-    opt.run(steps=1000, max_force_calls=2500)
+@pytest.mark.parametrize("protocol, budget", [("hopping", 500), ("paper", 2500)])
+def test_force_call_budget_stops_the_search(atoms, weights, protocol, budget):
+    opt = optimizer(atoms, weights, protocol=protocol)
+    opt.run(steps=1000, max_force_calls=budget)
     assert opt.stopped_by == "max_force_calls"
     assert opt.nsteps < 1000
     assert opt.nsteps % 5 == 0
-    assert opt.energy_evaluations >= 2500
+    assert opt.energy_evaluations >= budget
+    if protocol == "hopping":  # one force call per step, the start's first
+        assert opt.energy_evaluations - opt._polish_calls == opt.nsteps + 1
 
 
 def test_get_minimum_before_a_run_is_the_start(atoms0, atoms, weights):
@@ -303,5 +318,7 @@ def test_todict_and_current_positions(atoms, weights):
     assert opt.current_positions.shape == (1, len(atoms), 3)
     description = opt.todict()
     assert description["optimizer"] == "LearnedHopOptimizer"
-    assert description["horizon"] == HORIZON
+    assert description["protocol"] == "hopping"
+    assert description["horizon"] == DEFAULT_HOP_STEPS
+    assert optimizer(atoms, weights, protocol="paper").todict()["horizon"] == HORIZON
     runner.close()

@@ -1,0 +1,125 @@
+"""The two searches behind `LearnedHopOptimizer`, one interface.
+
+- ``"hopping"`` (default): learned basin hopping (`learned_hopping`): hops of
+  learned steps between L-BFGS quenches, Metropolis acceptance; every step is
+  one force call.
+- ``"paper"``: the paper's protocol (`cycles`): cycles of H learned steps, each
+  ending in the gradient-descent polish; starts relaxed with FIRE first.
+
+Each function takes the optimizer (its weights, potential, starts and
+settings) and returns or advances its search (`learned_hopping.HoppingSearch`
+or `cycles.CycleSearch`, which share their field names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ase_learn2hop import cycles
+from ase_learn2hop import learned_hopping as hopping_loop
+from ase_learn2hop.precision import float64
+
+PROTOCOLS = ("hopping", "paper")
+
+
+def check_count(value, name: str = "steps") -> int:
+    """``value`` as a non-negative int; a clear ValueError otherwise."""
+    number = (int, float, np.integer, np.floating)
+    is_count = isinstance(value, number) and not isinstance(value, bool)
+    if not (is_count and float(value).is_integer() and value >= 0):
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def hopping_config(
+    weights, system, fast: bool, hop_steps: Any, temperature: Any
+) -> hopping_loop.HoppingConfig:
+    """The `HoppingConfig` of an optimizer: ``hop_steps`` defaults to the
+    weights' horizon when they were trained for hopping (else
+    `learned_hopping.DEFAULT_HOP_STEPS`), ``temperature`` to the potential's
+    (`learned_hopping.default_temperature`)."""
+    if hop_steps is None:
+        trained = weights.manifest.get("training", {}).get("protocol")
+        hop_steps = (
+            weights.horizon if trained == "hopping" else hopping_loop.DEFAULT_HOP_STEPS
+        )
+    hop_steps = check_count(hop_steps, "hop_steps")
+    if hop_steps < 1:
+        raise ValueError("hop_steps must be at least 1")
+    if temperature is None:
+        potential = system.potential if fast else None
+        parameters = system.potential_parameters if fast else None
+        temperature = hopping_loop.default_temperature(potential, parameters)
+    if not float(temperature) >= 0.0:
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    return hopping_loop.HoppingConfig(
+        hop_steps=hop_steps, temperature=float(temperature)
+    )
+
+
+def start_search(optimizer, positions: np.ndarray):
+    """The optimizer's search at ``[n_starts, n, 3]`` starts."""
+    weights = optimizer.weights
+    with float64():
+        if optimizer.hopping is not None:
+            return hopping_loop.hopping_start(
+                weights.theta,
+                weights.config,
+                optimizer.energy_fn,
+                jnp.asarray(positions),
+                optimizer.context,
+                optimizer.potential_parameters,
+                hopping=optimizer.hopping,
+                key=jax.random.key(optimizer.seed),
+            )
+        return cycles.cycles_start(
+            weights.theta,
+            weights.config,
+            optimizer.energy_fn,
+            jnp.asarray(positions),
+            optimizer.context,
+            optimizer.potential_parameters,
+            horizon=weights.horizon,
+            polish_steps=optimizer.polish_steps,
+            polish_learning_rate=optimizer.polish_learning_rate,
+            relax_steps=optimizer.relax_steps,
+            reinsert=True,
+        )
+
+
+def advance_search(
+    optimizer, n_steps: int, on_minimum: Callable[[np.ndarray, np.ndarray], Any]
+):
+    """``n_steps`` more steps of the optimizer's search, in chunks of
+    ``observe_every``."""
+    advance = cycles.cycles_advance
+    if optimizer.hopping is not None:
+        advance = hopping_loop.hopping_advance
+    with float64():
+        found, _, _ = advance(
+            optimizer._search,
+            n_steps,
+            chunk_steps=optimizer.observe_every,
+            on_minimum=on_minimum,
+        )
+    return found
+
+
+def finish_search(optimizer, on_minimum: Callable[[np.ndarray, np.ndarray], Any]):
+    """End the current cycle (paper); hopping has none, its best is known."""
+    if optimizer.hopping is not None:
+        return optimizer._search
+    with float64():
+        return cycles.cycles_finish(optimizer._search, on_minimum)
+
+
+def steps_to_cycle_end(optimizer) -> float:
+    """Steps before the current cycle ends (``inf`` for hopping)."""
+    if optimizer.hopping is not None or optimizer._search is None:
+        return np.inf if optimizer.hopping is not None else optimizer.horizon
+    return optimizer.horizon - optimizer._search.cycle_step
