@@ -7,9 +7,11 @@ against any threshold (the known global minimum, or the lowest energy any
 method found). A runner stops at ``target``, at the wall-time budget or at the
 force-call budget, whichever comes first.
 
-- ``learned`` / ``learned_paper``: our cycle loop (`cycles.cycles_start`,
-  `cycles.cycles_advance` in chunks of `LEARNED_CHUNK` steps) with the shipped
-  weights, batch of one, with or without reinsertion of evaporated atoms; the
+- ``learned``: the product path, learned basin hopping
+  (`learned_hopping.hopping_start` / ``hopping_advance`` in chunks of
+  `LEARNED_CHUNK` steps, the optimizer's defaults) with the shipped weights,
+  batch of one; force calls to the target are the driver's exact count.
+- ``learned_paper``: the paper's cycle loop (`cycles`), no reinsertion; the
   best is the lowest energy evaluated or polished, checked after each chunk.
 - ``scipy_basin_hopping``: `scipy.optimize.basinhopping` with L-BFGS-B quenches
   on NumPy energies and gradients (`lennard_jones_numpy`, `gupta_numpy`); the
@@ -30,19 +32,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import cycles, driver, systems
+from ase_learn2hop import cycles, driver, learned_hopping, systems
 from ase_learn2hop import weights as weight_files
 from ase_learn2hop.benchmark.ase_tools import CountingCalculator, ForceBudgetExhausted
 from ase_learn2hop.descent import fire_descent
 from ase_learn2hop.precision import float64
+from ase_learn2hop.protocols import hopping_config
 
 #: FIRE steps that relax every start before any method begins (the product
 #: path's `optimizer.RELAX_STEPS`).
 START_RELAX_STEPS = 1000
 #: Learned steps between two looks at the clock and the best energy.
 LEARNED_CHUNK = 100
-#: Basin-hopping temperature (kT, energy units) and step (length units).
-HOPPING_TEMPERATURE = {"lj": 0.8, "gupta": 0.2, "sw": 1.0}
+#: Basin-hopping temperature (kT, energy units; the same as our hopping's) and
+#: step (length units).
+HOPPING_TEMPERATURE = learned_hopping.HOPPING_TEMPERATURE
 HOPPING_STEP = 0.4
 ASE_FMAX = 1e-3
 
@@ -199,7 +203,45 @@ def _shipped_weights(family, potential, name, n_species):
     return weight_files.resolve_weights(None, family, potential, name, n_species)
 
 
-def _run_learned(system, start, seconds, force_calls, target, seed, *, reinsert):
+def _watch(recorder: _Recorder, search, advance) -> RunTrace:
+    """Advance a batch-of-one search in chunks until the target or a budget."""
+    while True:
+        recorder.calls = int(search.total_force_calls[0])
+        best = min(float(search.best_energy[0]), float(search.carry.best_energy[0]))
+        first_hit = int(search.first_hit[0])
+        if first_hit < 0 and int(search.carry.first_hit[0]) > 0:
+            first_hit = int(search.force_calls[0] + search.carry.first_hit[0])
+        if recorder.offer(best, first_hit if first_hit > 0 else None):
+            break
+        if recorder.spent():
+            break
+        search, _, _ = advance(search, LEARNED_CHUNK, chunk_steps=LEARNED_CHUNK)
+    return recorder.trace()
+
+
+def run_learned(system, start, seconds, force_calls, target, seed) -> RunTrace:
+    """The product path: learned basin hopping (`learned_hopping`) with the
+    shipped weights and the optimizer's defaults, batch of one."""
+    weights = learned_weights(system)
+    recorder = _Recorder(seconds, force_calls, target)
+    with float64():
+        search = learned_hopping.hopping_start(
+            weights.theta,
+            weights.config,
+            system.energy_fn,
+            jnp.asarray(start)[None],
+            system.context,
+            system.potential_parameters,
+            hopping=hopping_config(weights, system, True, None, None),
+            key=jax.random.key(seed),
+            target_energy=target,
+        )
+        return _watch(recorder, search, learned_hopping.hopping_advance)
+
+
+def run_learned_paper(system, start, seconds, force_calls, target, seed) -> RunTrace:
+    """The paper's protocol: cycles of H learned steps and the polish, batch
+    of one, no reinsertion."""
     del seed  # deterministic from the start
     weights = learned_weights(system)
     recorder = _Recorder(seconds, force_calls, target)
@@ -214,36 +256,9 @@ def _run_learned(system, start, seconds, force_calls, target, seed, *, reinsert)
             horizon=weights.horizon,
             target_energy=target,
             relax_steps=0,
-            reinsert=reinsert,
+            reinsert=False,
         )
-        while True:
-            recorder.calls = int(search.total_force_calls[0])
-            best = min(float(search.best_energy[0]), float(search.carry.best_energy[0]))
-            first_hit = int(search.first_hit[0])
-            if first_hit < 0 and int(search.carry.first_hit[0]) > 0:
-                first_hit = int(search.force_calls[0] + search.carry.first_hit[0])
-            if recorder.offer(best, first_hit if first_hit > 0 else None):
-                break
-            if recorder.spent():
-                break
-            search, _, _ = cycles.cycles_advance(
-                search, LEARNED_CHUNK, chunk_steps=LEARNED_CHUNK
-            )
-    return recorder.trace()
-
-
-def run_learned(system, start, seconds, force_calls, target, seed) -> RunTrace:
-    """The product path (reinsertion on), from a relaxed start."""
-    return _run_learned(
-        system, start, seconds, force_calls, target, seed, reinsert=True
-    )
-
-
-def run_learned_paper(system, start, seconds, force_calls, target, seed) -> RunTrace:
-    """The paper's protocol: the same loop without reinsertion."""
-    return _run_learned(
-        system, start, seconds, force_calls, target, seed, reinsert=False
-    )
+        return _watch(recorder, search, cycles.cycles_advance)
 
 
 def run_scipy_basin_hopping(
@@ -347,9 +362,9 @@ class Method(NamedTuple):
 
 METHODS: dict[str, Method] = {
     "learned": Method(
-        "Learn2Hop (ours, product path)",
+        "Learn2Hop (ours, learned basin hopping)",
         run_learned,
-        "cycle loop with shipped weights, reinsertion on, batch of 1",
+        "learned hops + L-BFGS quench + Metropolis, shipped weights, batch of 1",
     ),
     "learned_paper": Method(
         "Learn2Hop (paper protocol)",

@@ -1,0 +1,121 @@
+"""Learned basin hopping: honest force calls, never worse than a local
+relaxation of its start, Metropolis and greedy acceptance, whole clusters, and
+the published LJ13 minimum with the shipped weights."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ase_learn2hop import driver, learned_hopping, quench, systems
+from ase_learn2hop.precision import float64
+from ase_learn2hop.search import SearchParameters
+from ase_learn2hop.weights import resolve_weights
+
+LJ13_GLOBAL_MINIMUM = -44.326801  # Cambridge Cluster Database
+
+
+@pytest.fixture(scope="module")
+def lj13():
+    with float64():
+        system = systems.lennard_jones_system(13)
+        weights = resolve_weights(None, "lj", "lj", "lj13", 1)
+        starts = systems.starting_structures(jax.random.key(7), system, 4)
+    return system, weights, starts
+
+
+def hop(lj13, steps, **settings):
+    system, weights, starts = lj13
+    hopping = learned_hopping.HoppingConfig(**settings)
+    optimizer = learned_hopping.learned_hopping(
+        weights.config, system.energy_fn, hopping
+    )
+    parameters = systems.broadcast_to_batch(
+        SearchParameters(system.potential_parameters, system.context), len(starts)
+    )
+    return driver.run_batched(
+        optimizer,
+        starts,
+        steps,
+        parameters,
+        weights.theta,
+        key=jax.random.key(0),
+        target_energy=LJ13_GLOBAL_MINIMUM + 1e-6,
+        record_every=50,
+    )
+
+
+def test_finds_the_published_minimum_never_above_a_local_relaxation(lj13):
+    system, _, starts = lj13
+    with float64():
+        run = hop(lj13, 3000, hop_steps=150)
+        relaxed = driver.run_batched(
+            quench.lbfgs_descent(system.energy_fn), starts, 1000, None
+        )
+    carry = run.carry
+    # Every step is one force call, the start's evaluation the first.
+    np.testing.assert_array_equal(carry.force_calls, 3001)
+    best = np.asarray(carry.best_energy)
+    assert np.all(best >= LJ13_GLOBAL_MINIMUM - 1e-6)
+    # The first quench is L-BFGS from the start: the search keeps it or better.
+    assert np.all(best <= np.asarray(relaxed.carry.state.quench.energy) + 1e-9)
+    # The shipped weights find LJ13's minimum from most starts in 3000 calls.
+    hits = np.asarray(carry.first_hit)
+    assert (hits > 0).sum() >= 3, hits
+    assert np.all(np.asarray(carry.state.hops) >= 2)
+    # The first hit is counted where the energy was evaluated.
+    assert np.all((hits < 0) | ((hits > 1) & (hits <= 3001)))
+
+
+def test_greedy_acceptance_never_raises_the_current_minimum(lj13):
+    with float64():
+        run = hop(lj13, 100, hop_steps=30, temperature=0.0)
+        minima = [np.asarray(run.carry.state.minimum_energy)]
+        optimizer = learned_hopping.learned_hopping(
+            lj13[1].config,
+            lj13[0].energy_fn,
+            learned_hopping.HoppingConfig(hop_steps=30, temperature=0.0),
+        )
+        parameters = systems.broadcast_to_batch(
+            SearchParameters(lj13[0].potential_parameters, lj13[0].context), 4
+        )
+        carry = run.carry
+        for _ in range(8):
+            carry = driver.advance(
+                optimizer, carry, 100, parameters, lj13[1].theta, record_every=100
+            ).carry
+            minima.append(np.asarray(carry.state.minimum_energy))
+    minima = np.array(minima)
+    assert np.all(np.diff(minima, axis=0) <= 1e-12)
+
+
+def test_metropolis_accepts_uphill_moves_at_high_temperature(lj13):
+    with float64():
+        run = hop(lj13, 2000, hop_steps=100, temperature=50.0)
+    state = run.carry.state
+    # Almost every quenched structure is accepted, the global minimum included
+    # as a point of passage, so the current minimum sits above the best.
+    assert np.all(np.asarray(state.accepted) >= np.asarray(state.hops) - 3)
+    assert np.any(np.asarray(state.minimum_energy) > np.asarray(run.carry.best_energy))
+
+
+def test_dissociated_cluster_is_recognised():
+    positions = np.array(
+        systems.starting_structures(
+            jax.random.key(0), systems.lennard_jones_system(13), 1
+        )[0]
+    )
+    assert not learned_hopping.dissociated(jnp.asarray(positions), 1.0)
+    positions[0] = positions.mean(axis=0) + 10.0
+    assert learned_hopping.dissociated(jnp.asarray(positions), 1.0)
+
+
+def test_default_temperature_follows_the_potential():
+    from ase_learn2hop.potentials import lennard_jones_parameters
+
+    assert learned_hopping.default_temperature("gupta", None) == 0.2
+    assert learned_hopping.default_temperature(None, None) == 0.2
+    argon = lennard_jones_parameters(sigma=3.4, epsilon=0.0104)
+    assert learned_hopping.default_temperature("lj", argon) == pytest.approx(
+        0.8 * 0.0104
+    )
