@@ -148,16 +148,16 @@ def test_compare_writes_nothing_into_the_current_directory(
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("LEARN2HOP_CACHE", str(cache))
     status = run_main(
-        ["compare", "--system", "lj7", "--methods", "fire"]
-        + ["--starts", "2", "--steps", "50", "--ase-starts", "1"]
-        + ["--learning-rates", "0.01", "--no-figures", "--quiet"]
+        ["compare", "--systems", "lj7", "--methods", "scipy_basin_hopping"]
+        + ["--runs", "1", "--seconds", "5", "--quiet"]
     )
     out = capsys.readouterr().out
     assert status == 0
     assert list(cwd.iterdir()) == []
     folder = cache / "compare"
-    assert (folder / "benchmark.json").exists()
+    assert (folder / "time_to_minimum.json").exists()
     assert str(folder) in out
+    assert "scipy basinhopping" in out
 
 
 def test_compare_help_names_its_output_folder(capsys):
