@@ -399,4 +399,8 @@ def test_quick_mode_and_explicit_flags():
     assert tuple(full.learning_rates) == (0.01, 0.005, 0.001)
     assert tuple(full.step_sizes) == (0.2, 0.4, 0.6, 0.8)
     compare = parser.parse_args(["compare"])
-    assert compare.system == "lj13" and compare.handler is command.compare_command
+    assert compare.handler is command.compare_command
+    # The README's main job: time to the minimum of LJ13 and LJ26, ours beside
+    # scipy's and ASE's basin hopping.
+    assert compare.systems == ["lj13", "lj26"] and compare.runs == 3
+    assert compare.methods == ["learned", "scipy_basin_hopping", "ase_basin_hopping"]

@@ -26,6 +26,8 @@ CORE = {
     "search",
     "cycles",
     "basin_hopping",
+    "quench",
+    "learned_hopping",
 }
 BOUNDARY = {
     "weights",
@@ -34,6 +36,7 @@ BOUNDARY = {
     "minima",
     "restart",
     "compilation_cache",
+    "protocols",
     "optimizer",
 }
 #: Third-party packages the core may use.
