@@ -108,7 +108,7 @@ class BasinHoppingResult(NamedTuple):
     run: Any = None
 
 
-def _accepts(new_energy, current_energy, key, temperature):
+def metropolis_accepts(new_energy, current_energy, key, temperature):
     """Greedy (temperature 0) or Metropolis acceptance of a new minimum.
 
     NaN energies (a descent that blew up) are never accepted; the first descent
@@ -171,7 +171,7 @@ def basin_hopping_descent(
 
         # Both branches are computed and one is selected: under vmap a cond would
         # do the same, and both are cheap next to the energy evaluation below.
-        accept = descent_done & _accepts(
+        accept = descent_done & metropolis_accepts(
             state.energy, state.minimum_energy, acceptance_key, temperature
         )
         minimum_positions = jnp.where(accept, state.positions, state.minimum_positions)
@@ -225,7 +225,7 @@ def accept_last_descent(
 
     def accept_one(state):
         key, acceptance_key = jax.random.split(state.key)
-        accept = _accepts(
+        accept = metropolis_accepts(
             state.energy, state.minimum_energy, acceptance_key, temperature
         )
         return state._replace(

@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ase_learn2hop import driver, learned_optimizer, quench
+from ase_learn2hop.basin_hopping import metropolis_accepts
+from ase_learn2hop.cycles import DISSOCIATION_DISTANCE
 from ase_learn2hop.descent import EnergyFn, Optimizer
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta
 from ase_learn2hop.search import SearchParameters
@@ -57,10 +59,6 @@ GENERIC_TEMPERATURE = 0.2
 #: reach the global minimum in a median of 4300, 1400, 790, 690 and 980 force
 #: calls over 12 runs); weights trained for hopping carry their own.
 DEFAULT_HOP_STEPS = 200
-
-#: A free-cluster atom farther than this many length scales from every other
-#: atom has left the cluster (the same rule as `cycles.reinsert_dissociated`).
-DISSOCIATION_DISTANCE = 2.0
 
 
 class HoppingConfig(NamedTuple):
@@ -138,15 +136,6 @@ def dissociated(positions: jax.Array, length_scale: jax.Array) -> jax.Array:
     return jnp.any(jnp.min(squared, axis=-1) > limit)
 
 
-def _metropolis(new_energy, current_energy, key, temperature):
-    """Metropolis (greedy at temperature 0); NaN is never accepted."""
-    change = new_energy - current_energy
-    if temperature == 0.0:
-        return change < 0.0
-    uniform = jax.random.uniform(key, dtype=new_energy.dtype)
-    return (change < 0.0) | (uniform < jnp.exp(-change / temperature))
-
-
 @functools.lru_cache(maxsize=256)
 def learned_hopping(
     config: LearnedOptimizerConfig, energy_fn: EnergyFn, hopping: HoppingConfig
@@ -217,7 +206,7 @@ def learned_hopping(
         accept = (
             quench_done
             & jnp.isfinite(candidate)
-            & (first | (whole & _metropolis(
+            & (first | (whole & metropolis_accepts(
                 candidate, state.minimum_energy, acceptance_key, hopping.temperature
             )))
         )  # fmt: skip
@@ -432,10 +421,6 @@ def hopping_advance(
     record_every = record_every or driver.record_interval(max(int(n_steps), 1))
     steps_done = search.steps
 
-    def after_chunk(chunk: int) -> None:
-        if progress is not None:
-            progress(chunk)
-
     # One chunk per driver call, so that the minima are reported per chunk.
     record_steps, records = [], []
     remaining = int(n_steps)
@@ -451,7 +436,7 @@ def hopping_advance(
             target_energy=search.target_energy,
             record_every=every,
             chunk_steps=chunk,
-            progress=after_chunk,
+            progress=progress,
             first_step=steps_done,
         )
         record_steps.extend(result.record_steps)

@@ -120,6 +120,7 @@ def finish_search(optimizer, on_minimum: Callable[[np.ndarray, np.ndarray], Any]
 
 def steps_to_cycle_end(optimizer) -> float:
     """Steps before the current cycle ends (``inf`` for hopping)."""
-    if optimizer.hopping is not None or optimizer._search is None:
-        return np.inf if optimizer.hopping is not None else optimizer.horizon
-    return optimizer.horizon - optimizer._search.cycle_step
+    if optimizer.hopping is not None:
+        return np.inf
+    done = 0 if optimizer._search is None else optimizer._search.cycle_step
+    return optimizer.horizon - done
