@@ -162,6 +162,14 @@ def driver_advance(
 
         return jax.lax.scan(record_block, carry, length=steps // record_every)
 
+    if carry.best_energy.shape[0] == 1:
+        # A batch of one runs unbatched: under vmap every lax.cond of an
+        # optimizer turns into a select that computes both branches.
+        def first(tree):
+            return jax.tree_util.tree_map(lambda leaf: leaf[0], tree)
+
+        result = run_one(first(carry), first(parameters))
+        return jax.tree_util.tree_map(lambda leaf: leaf[None], result)
     return jax.vmap(run_one)(carry, parameters)
 
 

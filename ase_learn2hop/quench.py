@@ -125,39 +125,46 @@ def quench_observe(
 ) -> QuenchState:
     """Judge the evaluated trial point: accept it (update the memory and the
     direction) unless the energy rose by more than ``max_rise`` or is not
-    finite; otherwise halve the next step."""
+    finite; otherwise halve the next step.
+
+    The three outcomes are branches of ``lax.switch``, so that an unbatched
+    quench runs only the L-BFGS recursion it needs (under ``vmap`` every
+    branch is computed and one selected)."""
     gradient = gradient if free is None else gradient * free
     lbfgs = _lbfgs(memory)
     accept = jnp.isfinite(energy) & (energy <= state.energy + max_rise)
-    direction, lbfgs_state = lbfgs.update(gradient, state.lbfgs, positions)
-    direction = _descent_direction(direction, gradient)
     rejections = jnp.where(accept, 0, state.rejections + 1)
     # Too many rejections: the curvature pairs mislead; start again along -g.
     reset = rejections >= MAX_REJECTIONS
-    fresh = quench_begin(state.positions, state.energy, state.gradient, None, memory)
 
-    def pick(accepted, rejected, restarted):
-        return jnp.where(accept, accepted, jnp.where(reset, restarted, rejected))
-
-    return QuenchState(
-        positions=pick(positions, state.positions, state.positions),
-        energy=pick(energy, state.energy, state.energy),
-        gradient=pick(gradient, state.gradient, state.gradient),
-        direction=pick(direction, state.direction, fresh.direction),
-        lbfgs=jax.tree_util.tree_map(
-            lambda accepted, old, restarted: pick(accepted, old, restarted),
+    def accepted():
+        direction, lbfgs_state = lbfgs.update(gradient, state.lbfgs, positions)
+        return QuenchState(
+            positions,
+            energy,
+            gradient,
+            _descent_direction(direction, gradient),
             lbfgs_state,
-            state.lbfgs,
-            fresh.lbfgs,
-        ),
-        step_scale=pick(
             jnp.ones_like(state.step_scale),
-            0.5 * state.step_scale,
-            jnp.ones_like(state.step_scale),
-        ),
-        rejections=jnp.where(reset, 0, rejections),
-        iterations=state.iterations + 1,
-    )
+            rejections,
+            state.iterations + 1,
+        )
+
+    def rejected():
+        return state._replace(
+            step_scale=0.5 * state.step_scale,
+            rejections=rejections,
+            iterations=state.iterations + 1,
+        )
+
+    def restarted():
+        fresh = quench_begin(
+            state.positions, state.energy, state.gradient, None, memory
+        )
+        return fresh._replace(iterations=state.iterations + 1)
+
+    branch = jnp.where(accept, 0, jnp.where(reset, 2, 1))
+    return jax.lax.switch(branch, (accepted, rejected, restarted))
 
 
 def largest_force(gradient: jax.Array) -> jax.Array:
