@@ -30,6 +30,7 @@ from ase_learn2hop.descent import (
     Optimizer,
     fire_descent,
 )
+from ase_learn2hop.geometry import DISSOCIATION_DISTANCE
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta
 from ase_learn2hop.search import (
     EnergyFn,
@@ -331,11 +332,6 @@ def _restart_diverged(search: CycleSearch) -> CycleSearch:
         np.asarray(search.carry.state.positions),
     )
     return _restart_where(search, diverged, positions)
-
-
-#: Atoms farther than this many length scales from every atom of the largest
-#: connected group have left the cluster.
-DISSOCIATION_DISTANCE = 2.0
 
 
 def reinsert_dissociated(

@@ -134,9 +134,50 @@ class Geometry:
         """``positions + displacement``, wrapped into the cell when periodic."""
         return self.wrap(positions + displacement)
 
+    def random_frame(
+        self, key: jax.Array, positions: jax.Array, gradient: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """The structure ``[n, 3]`` and its gradient ``[n, 3]`` in a random
+        frame of the same energy: a uniformly random rotation (or
+        rotoreflection) about the centroid in free space, a uniformly random
+        translation in a periodic cell.
+
+        Learned basin hopping starts every hop from a random frame: the
+        learned step sees centred positions per Cartesian component, so the
+        frame changes the hop, where a deterministic hop would repeat a
+        rejected move forever.
+        """
+        if self.periodic:
+            cell = jnp.asarray(self.cell, positions.dtype)
+            shift = jax.random.uniform(key, (3,), positions.dtype) @ cell
+            return self.move(
+                positions, jnp.broadcast_to(shift, positions.shape)
+            ), gradient
+        # QR of a Gaussian matrix, the signs of R's diagonal moved into Q: a
+        # uniformly distributed orthogonal matrix (Mezzadri 2007).
+        q, r = jnp.linalg.qr(jax.random.normal(key, (3, 3), positions.dtype))
+        rotation = q * jnp.sign(jnp.diagonal(r))
+        centroid = jnp.mean(positions, axis=0)
+        rotated = (positions - centroid) @ rotation.T + centroid
+        return rotated, gradient @ rotation.T
+
 
 #: Free space: clusters.
 FREE = Geometry()
+
+#: An atom farther than this many length scales from every other atom has left
+#: a free cluster.
+DISSOCIATION_DISTANCE = 2.0
+
+
+def dissociated(positions: jax.Array, length_scale: jax.Array) -> jax.Array:
+    """Whether some atom of a free cluster ``[n, 3]`` is farther than
+    `DISSOCIATION_DISTANCE` length scales from every other atom."""
+    differences = positions[:, None, :] - positions[None, :, :]
+    squared = jnp.sum(differences**2, axis=-1)
+    squared = jnp.where(jnp.eye(len(positions), dtype=bool), jnp.inf, squared)
+    limit = (DISSOCIATION_DISTANCE * length_scale) ** 2
+    return jnp.any(jnp.min(squared, axis=-1) > limit)
 
 
 def periodic_cube(box_length: float) -> Geometry:

@@ -9,12 +9,17 @@ the random perturbation replaced by the learned optimizer:
    ``quench_fmax`` or ``max_quench_steps`` evaluations: the first minimum,
    accepted whatever it is, so the search never ends above a local
    relaxation of its start;
-2. hop: ``hop_steps`` learned steps from the current minimum with a fresh
-   learned-optimizer state (the weights were trained to leave basins);
+2. hop: ``hop_steps`` learned steps from the current minimum, turned into a
+   random frame of the same energy (`geometry.Geometry.random_frame`: a random rotation of a
+   free cluster, a random translation in a periodic cell), with a fresh
+   learned-optimizer state (the weights were trained to leave basins); the
+   frame makes every hop from a minimum a new move, where a deterministic
+   hop would repeat a rejected move forever;
 3. quench the end of the hop; offer the quenched structure to Metropolis
    acceptance at ``temperature`` against the current minimum (greedy at 0);
    a free cluster that lost an atom (an atom farther than
-   `DISSOCIATION_DISTANCE` length scales from every other) is never accepted;
+   `geometry.DISSOCIATION_DISTANCE` length scales from every other) is never
+   accepted;
 4. go to 2.
 
 It is one `descent.Optimizer` whose every step is exactly one
@@ -42,8 +47,8 @@ import numpy as np
 
 from ase_learn2hop import driver, learned_optimizer, quench
 from ase_learn2hop.basin_hopping import metropolis_accepts
-from ase_learn2hop.cycles import DISSOCIATION_DISTANCE
 from ase_learn2hop.descent import EnergyFn, Optimizer
+from ase_learn2hop.geometry import dissociated
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta
 from ase_learn2hop.search import SearchParameters
 from ase_learn2hop.systems import StructureContext, broadcast_to_batch
@@ -54,11 +59,15 @@ from ase_learn2hop.systems import StructureContext, broadcast_to_batch
 #: other calculator gets `GENERIC_TEMPERATURE` eV.
 HOPPING_TEMPERATURE = {"lj": 0.8, "gupta": 0.2, "sw": 1.0}
 GENERIC_TEMPERATURE = 0.2
-#: Learned steps per hop for weights trained on the paper's protocol (measured
-#: on LJ13 with the shipped ``lj`` weights: 50, 100, 150, 200 and 300 steps
-#: reach the global minimum in a median of 4300, 1400, 790, 690 and 980 force
-#: calls over 12 runs); weights trained for hopping carry their own.
-DEFAULT_HOP_STEPS = 200
+#: Learned steps per hop, per atom, for weights trained on the paper's
+#: protocol: larger clusters need longer hops (LJ13 and LJ26 with the ``lj``
+#: weights, README); weights trained for hopping carry their own hop length.
+HOP_STEPS_PER_ATOM = 25
+
+
+def default_hop_steps(n_atoms: int) -> int:
+    """`HOP_STEPS_PER_ATOM` times the number of atoms."""
+    return HOP_STEPS_PER_ATOM * int(n_atoms)
 
 
 class HoppingConfig(NamedTuple):
@@ -74,6 +83,8 @@ class HoppingConfig(NamedTuple):
             length scale.
         max_rise: largest energy rise of an accepted quench step (energy
             units).
+        reorient: start every hop from the minimum in a random frame
+            (`geometry.Geometry.random_frame`; structures with fixed atoms never are).
     """
 
     hop_steps: int = 100
@@ -82,6 +93,7 @@ class HoppingConfig(NamedTuple):
     max_quench_steps: int = 1000
     max_step: float = quench.MAX_STEP
     max_rise: float = quench.MAX_RISE
+    reorient: bool = True
 
 
 class HoppingState(NamedTuple):
@@ -126,16 +138,6 @@ def _select(condition, if_true, if_false):
     )
 
 
-def dissociated(positions: jax.Array, length_scale: jax.Array) -> jax.Array:
-    """Whether some atom of a free cluster ``[n, 3]`` is farther than
-    `DISSOCIATION_DISTANCE` length scales from every other atom."""
-    differences = positions[:, None, :] - positions[None, :, :]
-    squared = jnp.sum(differences**2, axis=-1)
-    squared = jnp.where(jnp.eye(len(positions), dtype=bool), jnp.inf, squared)
-    limit = (DISSOCIATION_DISTANCE * length_scale) ** 2
-    return jnp.any(jnp.min(squared, axis=-1) > limit)
-
-
 @functools.lru_cache(maxsize=256)
 def learned_hopping(
     config: LearnedOptimizerConfig, energy_fn: EnergyFn, hopping: HoppingConfig
@@ -176,65 +178,90 @@ def learned_hopping(
     def step_fn(state: HoppingState, parameters: SearchParameters, theta: Theta):
         context = parameters.context
         free = context.free
-        key, acceptance_key = jax.random.split(jax.random.wrap_key_data(state.key))
-
-        # The quench: the last evaluation either begins one (end of a hop, or
-        # the start) or is the trial point of the running one.
-        observed = quench.quench_observe(
-            state.quench,
-            state.positions,
-            state.energy,
-            state.gradient,
-            free,
-            hopping.max_rise,
+        key, acceptance_key, frame_key = jax.random.split(
+            jax.random.wrap_key_data(state.key), 3
         )
-        fresh = quench.quench_begin(state.positions, state.energy, state.gradient, free)
-        current = _select(state.quench_begins, fresh, observed)
+        # Phases are lax.cond branches: one start (not vmapped by the driver)
+        # computes only its branch; under vmap both run and one is selected.
+
+        def begin_or_observe(_):
+            # The last evaluation either begins a quench (end of a hop, or the
+            # start) or is the trial point of the running one.
+            return jax.lax.cond(
+                state.quench_begins,
+                lambda: quench.quench_begin(
+                    state.positions, state.energy, state.gradient, free
+                ),
+                lambda: quench.quench_observe(
+                    state.quench,
+                    state.positions,
+                    state.energy,
+                    state.gradient,
+                    free,
+                    hopping.max_rise,
+                ),
+            )
+
         quenching = ~state.hopping
+        current = jax.lax.cond(
+            quenching, begin_or_observe, lambda _: state.quench, None
+        )
         quench_done = quenching & (
             quench.quench_converged(current, hopping.quench_fmax)
             | (current.iterations >= hopping.max_quench_steps)
             | ~jnp.isfinite(current.energy)
         )
 
-        # Acceptance of the quenched structure.
-        candidate = jnp.where(jnp.isfinite(current.energy), current.energy, jnp.inf)
         first = ~jnp.isfinite(state.minimum_energy)
-        whole = True
-        if not context.geometry.periodic:
-            whole = ~dissociated(current.positions, context.length_scale)
-        accept = (
-            quench_done
-            & jnp.isfinite(candidate)
-            & (first | (whole & metropolis_accepts(
-                candidate, state.minimum_energy, acceptance_key, hopping.temperature
-            )))
-        )  # fmt: skip
-        minimum_positions = jnp.where(
-            accept, current.positions, state.minimum_positions
-        )
-        minimum_energy = jnp.where(accept, candidate, state.minimum_energy)
-        minimum_gradient = jnp.where(accept, current.gradient, state.minimum_gradient)
 
-        # The learned step: the next of the hop, or the first from the minimum.
-        hop_from = jnp.where(quench_done, minimum_positions, state.positions)
-        hop_gradient = jnp.where(quench_done, minimum_gradient, state.gradient)
-        learned_state = _select(
-            quench_done, learned_optimizer.init(hop_from), state.learned
+        def acceptance(_):
+            # Metropolis on the quenched structure against the current minimum;
+            # a free cluster that lost an atom is never accepted (but a first
+            # minimum always is).
+            candidate = jnp.where(jnp.isfinite(current.energy), current.energy, jnp.inf)
+            whole = True
+            if not context.geometry.periodic:
+                whole = ~dissociated(current.positions, context.length_scale)
+            return jnp.isfinite(candidate) & (first | (whole & metropolis_accepts(
+                candidate, state.minimum_energy, acceptance_key, hopping.temperature
+            )))  # fmt: skip
+
+        accept = jax.lax.cond(quench_done, acceptance, lambda _: False, None)
+        minimum_positions, minimum_energy, minimum_gradient = _select(
+            accept,
+            (current.positions, current.energy, current.gradient),
+            (state.minimum_positions, state.minimum_energy, state.minimum_gradient),
         )
-        displacement, learned_state = learned_optimizer.update(
-            theta, config, learned_state, hop_from, hop_gradient, context
-        )
-        if free is not None:
-            displacement = displacement * free
-        hop_positions = context.geometry.move(hop_from, displacement)
 
         moving = state.hopping | quench_done
         hop_step = jnp.where(quench_done, 1, state.hop_step + state.hopping)
+
+        def learned_step(_):
+            # The next step of the hop, or the first from the minimum with a
+            # fresh learned state.
+            start, start_gradient = minimum_positions, minimum_gradient
+            if hopping.reorient and free is None:
+                start, start_gradient = context.geometry.random_frame(
+                    frame_key, start, start_gradient
+                )
+            hop_from, hop_gradient, learned_state = _select(
+                quench_done,
+                (start, start_gradient, learned_optimizer.init(start)),
+                (state.positions, state.gradient, state.learned),
+            )
+            displacement, learned_state = learned_optimizer.update(
+                theta, config, learned_state, hop_from, hop_gradient, context
+            )
+            if free is not None:
+                displacement = displacement * free
+            return context.geometry.move(hop_from, displacement), learned_state
+
+        def quench_step(_):
+            max_step = hopping.max_step * context.length_scale
+            return quench.quench_trial(current, max_step), state.learned
+
+        positions, learned_state = jax.lax.cond(moving, learned_step, quench_step, None)
         still_hopping = moving & (hop_step < hopping.hop_steps)
-        max_step = hopping.max_step * context.length_scale
-        trial = quench.quench_trial(current, max_step)
-        positions = jnp.where(moving, hop_positions, trial)
         energy, gradient = value_and_grad(positions, parameters.potential)
         return HoppingState(
             positions=positions,

@@ -68,7 +68,7 @@ class LearnedHopOptimizer(Optimizer):
             steps and a gradient-descent polish (`cycles`).
         hop_steps: learned steps per hop (default: the weights' horizon when
             they were trained for hopping, else
-            `learned_hopping.DEFAULT_HOP_STEPS`).
+            `learned_hopping.default_hop_steps`: 25 per atom).
         temperature: Metropolis kT of hopping (energy units; default per
             potential, `learned_hopping.default_temperature`).
         weights: a `weights.LearnedWeights`, a shipped name (``"lj"``) or a
@@ -174,8 +174,9 @@ class LearnedHopOptimizer(Optimizer):
         self.protocol = protocol
         self.hopping = None
         if protocol == "hopping":
+            settings = (hop_steps, temperature, len(atoms))
             self.hopping = protocols.hopping_config(
-                self.weights, self.system, self.fast, hop_steps, temperature
+                self.weights, self.system, self.fast, *settings
             )
         self.minima = DistinctMinima(geometry=self.context.geometry, template=atoms)
         if isinstance(minima_trajectory, (str, os.PathLike)):

@@ -37,16 +37,18 @@ def check_count(value, name: str = "steps") -> int:
 
 
 def hopping_config(
-    weights, system, fast: bool, hop_steps: Any, temperature: Any
+    weights, system, fast: bool, hop_steps: Any, temperature: Any, n_atoms: int
 ) -> hopping_loop.HoppingConfig:
     """The `HoppingConfig` of an optimizer: ``hop_steps`` defaults to the
     weights' horizon when they were trained for hopping (else
-    `learned_hopping.DEFAULT_HOP_STEPS`), ``temperature`` to the potential's
+    `learned_hopping.default_hop_steps` of the system's size), ``temperature`` to the potential's
     (`learned_hopping.default_temperature`)."""
     if hop_steps is None:
         trained = weights.manifest.get("training", {}).get("protocol")
         hop_steps = (
-            weights.horizon if trained == "hopping" else hopping_loop.DEFAULT_HOP_STEPS
+            weights.horizon
+            if trained == "hopping"
+            else hopping_loop.default_hop_steps(n_atoms)
         )
     hop_steps = check_count(hop_steps, "hop_steps")
     if hop_steps < 1:

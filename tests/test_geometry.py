@@ -10,7 +10,13 @@ from ase.build import bulk
 from ase.geometry import find_mic
 
 from ase_learn2hop import potentials, systems
-from ase_learn2hop.geometry import FREE, Geometry, periodic_cell, periodic_cube
+from ase_learn2hop.geometry import (
+    FREE,
+    Geometry,
+    dissociated,
+    periodic_cell,
+    periodic_cube,
+)
 from ase_learn2hop.minima import DistinctMinima, distance_fingerprint
 
 TRICLINIC = np.array([[9.0, 0.0, 0.0], [2.5, 8.5, 0.0], [-1.5, 2.0, 10.0]])
@@ -177,3 +183,46 @@ def test_general_cell_first_used_inside_jit_can_be_reused():
     first = jax.jit(geometry.pair_displacements)(positions)
     second = jax.jit(lambda x: 2.0 * geometry.pair_displacements(x))(positions)
     np.testing.assert_allclose(second, 2.0 * first)
+
+
+@pytest.mark.parametrize("name", ["lj13", "si64"])
+def test_random_frame_keeps_every_distance_and_carries_the_gradient(name):
+    from ase import Atoms
+
+    from ase_learn2hop.precision import float64
+
+    with float64():
+        system = systems.system_from_name(name)
+        positions = systems.starting_structures(jax.random.key(3), system, 1)[0]
+        energy_and_gradient = jax.value_and_grad(system.energy_fn)
+        energy, gradient = energy_and_gradient(positions, system.potential_parameters)
+        moved, moved_gradient = system.geometry.random_frame(
+            jax.random.key(1), positions, gradient
+        )
+        energy_after, gradient_after = energy_and_gradient(
+            moved, system.potential_parameters
+        )
+    cell = system.geometry.cell_matrix
+
+    def distances(x):
+        atoms = Atoms(positions=np.asarray(x), cell=cell, pbc=cell is not None)
+        return atoms.get_all_distances(mic=cell is not None)
+
+    # A rotation (cluster) or a translation (cell) moves the structure and
+    # keeps every (minimum-image) distance, so the energy; the gradient turns
+    # with the structure.
+    assert float(jnp.max(jnp.abs(moved - positions))) > 0.1
+    np.testing.assert_allclose(distances(moved), distances(positions), atol=1e-10)
+    assert float(energy_after) == pytest.approx(float(energy), abs=1e-9)
+    np.testing.assert_allclose(moved_gradient, gradient_after, atol=1e-9)
+
+
+def test_dissociated_cluster_is_recognised():
+    positions = np.array(
+        systems.starting_structures(
+            jax.random.key(0), systems.lennard_jones_system(13), 1
+        )[0]
+    )
+    assert not dissociated(jnp.asarray(positions), 1.0)
+    positions[0] = positions.mean(axis=0) + 10.0
+    assert dissociated(jnp.asarray(positions), 1.0)

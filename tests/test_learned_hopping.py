@@ -3,7 +3,6 @@ relaxation of its start, Metropolis and greedy acceptance, whole clusters, and
 the published LJ13 minimum with the shipped weights."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -24,7 +23,7 @@ def lj13():
     return system, weights, starts
 
 
-def hop(lj13, steps, **settings):
+def hop(lj13, steps, key=0, **settings):
     system, weights, starts = lj13
     hopping = learned_hopping.HoppingConfig(**settings)
     optimizer = learned_hopping.learned_hopping(
@@ -39,7 +38,7 @@ def hop(lj13, steps, **settings):
         steps,
         parameters,
         weights.theta,
-        key=jax.random.key(0),
+        key=jax.random.key(key),
         target_energy=LJ13_GLOBAL_MINIMUM + 1e-6,
         record_every=50,
     )
@@ -99,15 +98,15 @@ def test_metropolis_accepts_uphill_moves_at_high_temperature(lj13):
     assert np.any(np.asarray(state.minimum_energy) > np.asarray(run.carry.best_energy))
 
 
-def test_dissociated_cluster_is_recognised():
-    positions = np.array(
-        systems.starting_structures(
-            jax.random.key(0), systems.lennard_jones_system(13), 1
-        )[0]
-    )
-    assert not learned_hopping.dissociated(jnp.asarray(positions), 1.0)
-    positions[0] = positions.mean(axis=0) + 10.0
-    assert learned_hopping.dissociated(jnp.asarray(positions), 1.0)
+def test_random_frames_make_every_hop_a_new_move(lj13):
+    # At T = 0 nothing else is random: without frames the key changes nothing
+    # (a rejected hop would repeat forever), with frames it changes the search.
+    with float64():
+        fixed = [hop(lj13, 600, key, hop_steps=30, temperature=0.0, reorient=False)
+                 for key in (0, 1)]  # fmt: skip
+        turned = [hop(lj13, 600, key, hop_steps=30, temperature=0.0) for key in (0, 1)]
+    np.testing.assert_array_equal(fixed[0].energy_records, fixed[1].energy_records)
+    assert not np.array_equal(turned[0].energy_records, turned[1].energy_records)
 
 
 def test_default_temperature_follows_the_potential():

@@ -18,7 +18,7 @@ from ase.optimize import FIRE, RestartError
 from test_optimizer import hand_set_weights, lj_cluster
 
 from ase_learn2hop import LearnedHopOptimizer
-from ase_learn2hop.learned_hopping import DEFAULT_HOP_STEPS
+from ase_learn2hop.learned_hopping import default_hop_steps
 from ase_learn2hop.optimizer import DEFAULT_HOPPING_STEPS, DEFAULT_SEARCH_CYCLES
 
 HORIZON = 10
@@ -319,6 +319,6 @@ def test_todict_and_current_positions(atoms, weights):
     description = opt.todict()
     assert description["optimizer"] == "LearnedHopOptimizer"
     assert description["protocol"] == "hopping"
-    assert description["horizon"] == DEFAULT_HOP_STEPS
+    assert description["horizon"] == default_hop_steps(len(atoms))
     assert optimizer(atoms, weights, protocol="paper").todict()["horizon"] == HORIZON
     runner.close()

@@ -232,7 +232,7 @@ def run_learned(system, start, seconds, force_calls, target, seed) -> RunTrace:
             jnp.asarray(start)[None],
             system.context,
             system.potential_parameters,
-            hopping=hopping_config(weights, system, True, None, None),
+            hopping=hopping_config(weights, system, True, None, None, system.n_atoms),
             key=jax.random.key(seed),
             target_energy=target,
         )
