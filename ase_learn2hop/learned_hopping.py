@@ -10,8 +10,9 @@ the random perturbation replaced by the learned optimizer:
    accepted whatever it is, so the search never ends above a local
    relaxation of its start;
 2. hop: ``hop_steps`` learned steps from the current minimum, turned into a
-   random frame of the same energy (`geometry.Geometry.random_frame`: a random rotation of a
-   free cluster, a random translation in a periodic cell), with a fresh
+   random frame of the same energy (`geometry.Geometry.random_frame`: a
+   random rotation of a free cluster, a random translation in a periodic
+   cell), with a fresh
    learned-optimizer state (the weights were trained to leave basins); the
    frame makes every hop from a minimum a new move, where a deterministic
    hop would repeat a rejected move forever;
@@ -84,7 +85,7 @@ class HoppingConfig(NamedTuple):
         max_rise: largest energy rise of an accepted quench step (energy
             units).
         reorient: start every hop from the minimum in a random frame
-            (`geometry.Geometry.random_frame`; structures with fixed atoms never are).
+            (`geometry.Geometry.random_frame`); never with fixed atoms.
     """
 
     hop_steps: int = 100
