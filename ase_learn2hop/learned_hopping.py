@@ -185,7 +185,7 @@ def learned_hopping(
         # Phases are lax.cond branches: one start (not vmapped by the driver)
         # computes only its branch; under vmap both run and one is selected.
 
-        def begin_or_observe(_):
+        def begin_or_observe():
             # The last evaluation either begins a quench (end of a hop, or the
             # start) or is the trial point of the running one.
             return jax.lax.cond(
@@ -204,9 +204,7 @@ def learned_hopping(
             )
 
         quenching = ~state.hopping
-        current = jax.lax.cond(
-            quenching, begin_or_observe, lambda _: state.quench, None
-        )
+        current = jax.lax.cond(quenching, begin_or_observe, lambda: state.quench)
         quench_done = quenching & (
             quench.quench_converged(current, hopping.quench_fmax)
             | (current.iterations >= hopping.max_quench_steps)
@@ -215,19 +213,18 @@ def learned_hopping(
 
         first = ~jnp.isfinite(state.minimum_energy)
 
-        def acceptance(_):
+        def acceptance():
             # Metropolis on the quenched structure against the current minimum;
             # a free cluster that lost an atom is never accepted (but a first
             # minimum always is).
-            candidate = jnp.where(jnp.isfinite(current.energy), current.energy, jnp.inf)
             whole = True
             if not context.geometry.periodic:
                 whole = ~dissociated(current.positions, context.length_scale)
-            return jnp.isfinite(candidate) & (first | (whole & metropolis_accepts(
-                candidate, state.minimum_energy, acceptance_key, hopping.temperature
+            return jnp.isfinite(current.energy) & (first | (whole & metropolis_accepts(
+                current.energy, state.minimum_energy, acceptance_key, hopping.temperature
             )))  # fmt: skip
 
-        accept = jax.lax.cond(quench_done, acceptance, lambda _: False, None)
+        accept = jax.lax.cond(quench_done, acceptance, lambda: False)
         minimum_positions, minimum_energy, minimum_gradient = _select(
             accept,
             (current.positions, current.energy, current.gradient),
@@ -237,18 +234,21 @@ def learned_hopping(
         moving = state.hopping | quench_done
         hop_step = jnp.where(quench_done, 1, state.hop_step + state.hopping)
 
-        def learned_step(_):
+        def learned_step():
             # The next step of the hop, or the first from the minimum with a
-            # fresh learned state.
-            start, start_gradient = minimum_positions, minimum_gradient
-            if hopping.reorient and free is None:
-                start, start_gradient = context.geometry.random_frame(
-                    frame_key, start, start_gradient
-                )
-            hop_from, hop_gradient, learned_state = _select(
+            # fresh learned state (the frame is drawn only then).
+            def first_step():
+                start, start_gradient = minimum_positions, minimum_gradient
+                if hopping.reorient and free is None:
+                    start, start_gradient = context.geometry.random_frame(
+                        frame_key, start, start_gradient
+                    )
+                return start, start_gradient, learned_optimizer.init(start)
+
+            hop_from, hop_gradient, learned_state = jax.lax.cond(
                 quench_done,
-                (start, start_gradient, learned_optimizer.init(start)),
-                (state.positions, state.gradient, state.learned),
+                first_step,
+                lambda: (state.positions, state.gradient, state.learned),
             )
             displacement, learned_state = learned_optimizer.update(
                 theta, config, learned_state, hop_from, hop_gradient, context
@@ -257,11 +257,11 @@ def learned_hopping(
                 displacement = displacement * free
             return context.geometry.move(hop_from, displacement), learned_state
 
-        def quench_step(_):
+        def quench_step():
             max_step = hopping.max_step * context.length_scale
             return quench.quench_trial(current, max_step), state.learned
 
-        positions, learned_state = jax.lax.cond(moving, learned_step, quench_step, None)
+        positions, learned_state = jax.lax.cond(moving, learned_step, quench_step)
         still_hopping = moving & (hop_step < hopping.hop_steps)
         energy, gradient = value_and_grad(positions, parameters.potential)
         return HoppingState(
