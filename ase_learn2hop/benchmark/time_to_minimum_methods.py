@@ -219,46 +219,70 @@ def _watch(recorder: _Recorder, search, advance) -> RunTrace:
     return recorder.trace()
 
 
-def run_learned(system, start, seconds, force_calls, target, seed) -> RunTrace:
-    """The product path: learned basin hopping (`learned_hopping`) with the
-    shipped weights and the optimizer's defaults, batch of one."""
+def _run_learned_search(
+    system, start, seconds, force_calls, target, begin, advance, settings
+) -> RunTrace:
+    """A batch-of-one learned search with the shipped weights: ``begin`` is
+    `learned_hopping.hopping_start` or `cycles.cycles_start`, ``settings(weights)``
+    its protocol's keyword arguments."""
     weights = learned_weights(system)
     recorder = _Recorder(seconds, force_calls, target)
     with float64():
-        search = learned_hopping.hopping_start(
+        search = begin(
             weights.theta,
             weights.config,
             system.energy_fn,
             jnp.asarray(start)[None],
             system.context,
             system.potential_parameters,
-            hopping=hopping_config(weights, system, True, None, None, system.n_atoms),
-            key=jax.random.key(seed),
             target_energy=target,
+            **settings(weights),
         )
-        return _watch(recorder, search, learned_hopping.hopping_advance)
+        return _watch(recorder, search, advance)
+
+
+def run_learned(system, start, seconds, force_calls, target, seed) -> RunTrace:
+    """The product path: learned basin hopping (`learned_hopping`) with the
+    shipped weights and the optimizer's defaults, batch of one."""
+
+    def settings(weights):
+        return {
+            "hopping": hopping_config(
+                weights, system, True, None, None, system.n_atoms
+            ),
+            "key": jax.random.key(seed),
+        }
+
+    return _run_learned_search(
+        system,
+        start,
+        seconds,
+        force_calls,
+        target,
+        learned_hopping.hopping_start,
+        learned_hopping.hopping_advance,
+        settings,
+    )
 
 
 def run_learned_paper(system, start, seconds, force_calls, target, seed) -> RunTrace:
     """The paper's protocol: cycles of H learned steps and the polish, batch
     of one, no reinsertion."""
     del seed  # deterministic from the start
-    weights = learned_weights(system)
-    recorder = _Recorder(seconds, force_calls, target)
-    with float64():
-        search = cycles.cycles_start(
-            weights.theta,
-            weights.config,
-            system.energy_fn,
-            jnp.asarray(start)[None],
-            system.context,
-            system.potential_parameters,
-            horizon=weights.horizon,
-            target_energy=target,
-            relax_steps=0,
-            reinsert=False,
-        )
-        return _watch(recorder, search, cycles.cycles_advance)
+
+    def settings(weights):
+        return {"horizon": weights.horizon, "relax_steps": 0, "reinsert": False}
+
+    return _run_learned_search(
+        system,
+        start,
+        seconds,
+        force_calls,
+        target,
+        cycles.cycles_start,
+        cycles.cycles_advance,
+        settings,
+    )
 
 
 def run_scipy_basin_hopping(
