@@ -144,9 +144,13 @@ def radial_symmetry_features(
         jnp.exp(-jnp.asarray(etas, dtype=r.dtype) * (r**2)[..., None])
         * weights[..., None]
     )
-    same_species = (context.species[:, None] == context.species[None, :])[..., None]
-    same = jnp.sum(jnp.where(same_species, kernels, 0.0), axis=1)
-    other = jnp.sum(jnp.where(same_species, 0.0, kernels), axis=1)
+    same_species = (context.species[:, None] == context.species[None, :]).astype(
+        kernels.dtype
+    )
+    # Sums over j as batched matrix products: on CPU ~2x faster than masked
+    # sums (equal to float32 rounding).
+    same = jnp.einsum("ij,ijk->ik", same_species, kernels)
+    other = jnp.einsum("ij,ijk->ik", 1.0 - same_species, kernels)
     return jnp.concatenate([same, other], axis=-1)
 
 
