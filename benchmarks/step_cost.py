@@ -37,6 +37,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from potential_throughput import best_time_per_structure
 
 DEFAULT_SIZES = (13, 55, 147, 309, 561, 1000)
 #: About this many pair evaluations per timed chunk (short chunks for big N).
@@ -59,12 +60,9 @@ def _per_call_seconds(function, argument, extra, calls: int, repeats: int) -> fl
 
     scan = jax.jit(run)
     jax.block_until_ready(scan(argument, extra))
-    best = np.inf
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        jax.block_until_ready(scan(argument, extra))
-        best = min(best, time.perf_counter() - begin)
-    return best / calls
+    return best_time_per_structure(
+        lambda: jax.block_until_ready(scan(argument, extra)), calls, repeats
+    )
 
 
 def _numpy_seconds(positions: np.ndarray, repeats: int) -> float:
@@ -72,13 +70,12 @@ def _numpy_seconds(positions: np.ndarray, repeats: int) -> float:
 
     flat = positions.reshape(-1).astype(np.float64)
     calls = max(3, int(2e6 / len(flat) ** 2))
-    best = np.inf
-    for _ in range(repeats):
-        begin = time.perf_counter()
+
+    def run():
         for _ in range(calls):
             lennard_jones_numpy(flat)
-        best = min(best, time.perf_counter() - begin)
-    return best / calls
+
+    return best_time_per_structure(run, calls, repeats)
 
 
 def measure(potential: str, n_atoms: int, repeats: int) -> dict:
@@ -98,10 +95,15 @@ def measure(potential: str, n_atoms: int, repeats: int) -> dict:
     carry = driver.start(optimizer, positions, parameters, weights.theta)
     steps = max(5, int(PAIRS_PER_CHUNK / n_atoms**2))
     target = jnp.asarray(-jnp.inf, jnp.float64)
-    arguments = (optimizer, carry, parameters, weights.theta, target)
     begin = time.perf_counter()
     compiled = driver.driver_advance.lower(
-        *arguments, steps=steps, record_every=steps
+        optimizer,
+        carry,
+        parameters,
+        weights.theta,
+        target,
+        steps=steps,
+        record_every=steps,
     ).compile()
     compile_seconds = time.perf_counter() - begin
     memory = compiled.memory_analysis()
@@ -110,15 +112,15 @@ def measure(potential: str, n_atoms: int, repeats: int) -> dict:
         + memory.argument_size_in_bytes
         + memory.output_size_in_bytes
     )
-    carry, _ = driver.driver_advance(*arguments, steps, steps)
-    best = np.inf
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        carry, energies = driver.driver_advance(
-            optimizer, carry, parameters, weights.theta, target, steps, steps
-        )
+
+    def advance():
+        # The timed chunks go on from where the last one ended.
+        nonlocal carry
+        carry, energies = compiled(carry, parameters, weights.theta, target)
         jax.block_until_ready(energies)
-        best = min(best, time.perf_counter() - begin)
+
+    advance()
+    step_seconds = best_time_per_structure(advance, steps, repeats)
     one = positions[0]
     value_and_grad = jax.value_and_grad(system.energy_fn)
     calls = max(5, int(PAIRS_PER_CHUNK / 4 / n_atoms**2))
@@ -140,7 +142,7 @@ def measure(potential: str, n_atoms: int, repeats: int) -> dict:
     return {
         "system": name,
         "n_atoms": n_atoms,
-        "learned_step_us": best / steps * 1e6,
+        "learned_step_us": step_seconds * 1e6,
         "energy_gradient_us": energy_seconds * 1e6,
         "radial_us": radial_seconds * 1e6,
         "numpy_lj_us": numpy_seconds * 1e6,
