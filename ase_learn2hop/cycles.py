@@ -436,6 +436,7 @@ def cycles_advance(
         records.append(result.energy_records[:, keep])
         search = search._replace(
             carry=result.carry,
+            parameters=result.parameters,
             cycle_step=search.cycle_step + chunk,
             steps=search.steps + chunk,
         )

@@ -11,6 +11,10 @@ evaluated and where (best-so-far; a NaN never compares lower, so a blown-up step
 cannot become the best), the force calls spent, and the force calls at which the
 energy first reached a target (the global minimum), -1 before that.
 
+A chunk after which a neighbour list reports an overflow (`neighbours`) runs
+again from where it began with the list's capacity grown, so no neighbour is
+ever dropped; `DriverResult.parameters` carries the grown list on.
+
 Force-call accounting: one energy-and-gradient evaluation at the start structure,
 then one per step, so ``steps`` steps charge ``steps + 1``. This is what
 ``ase.optimize`` charges for ``run(steps=N)``, so force calls compare one to one
@@ -33,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ase_learn2hop import neighbours
 from ase_learn2hop.descent import Optimizer, polish
 
 #: Energy records kept per run by default (a figure needs no more).
@@ -68,11 +73,14 @@ class DriverResult(NamedTuple):
         record_steps: ``[n_records]`` steps at which energies were recorded.
         energy_records: ``[batch, n_records]`` energy of the current structure
             at those steps.
+        parameters: the parameters the run ended with: the ones given, with
+            any neighbour list grown after an overflow (`neighbours.grown`).
     """
 
     carry: DriverState
     record_steps: np.ndarray
     energy_records: np.ndarray
+    parameters: Any = None
 
 
 def _finite_or_inf(energy: jax.Array) -> jax.Array:
@@ -259,9 +267,16 @@ def advance(
     records, record_steps, done = [], [], first_step
     for chunk in chunk_plan(int(steps), record_every, chunk_steps):
         every = min(record_every, chunk)
+        before = carry
         carry, energies = driver_advance(
             optimizer, carry, parameters, shared, target, chunk, every
         )
+        while neighbours.overflowed(carry):
+            # A neighbour list was too short: grow it, run the chunk again.
+            parameters, before = neighbours.grown(parameters, before)
+            carry, energies = driver_advance(
+                optimizer, before, parameters, shared, target, chunk, every
+            )
         records.append(np.asarray(energies))
         record_steps.extend(done + every * np.arange(1, chunk // every + 1))
         done += chunk
@@ -271,7 +286,9 @@ def advance(
     energy_records = (
         np.concatenate(records, axis=1) if records else np.zeros((batch, 0))
     )
-    return DriverResult(carry, np.asarray(record_steps, dtype=int), energy_records)
+    return DriverResult(
+        carry, np.asarray(record_steps, dtype=int), energy_records, parameters
+    )
 
 
 def run_batched(

@@ -113,6 +113,7 @@ def radial_symmetry_features(
     context: StructureContext,
     etas: tuple[float, ...] = RADIAL_ETAS,
     cutoff: float = RADIAL_CUTOFF,
+    neighbour_indices: jax.Array | None = None,
 ) -> jax.Array:
     """Behler-Parrinello radial symmetry functions per atom and neighbour kind.
 
@@ -124,18 +125,29 @@ def radial_symmetry_features(
         positions: ``[n, 3]`` positions (Å, or reduced units for LJ).
         context: the system's `systems.StructureContext` (minimum image through
             ``context.geometry`` when periodic).
+        neighbour_indices: ``[n, k]`` jax-md dense neighbour list holding every
+            neighbour closer than the cutoff (`neighbours`; padding ``>= n``),
+            or ``None`` to sum over all pairs. Both give the same features to
+            rounding.
 
     Returns:
         ``[n, 2 * len(etas)]`` features (same-kind block first).
     """
-    displacements = context.geometry.pair_displacements(positions)
     n_atoms = positions.shape[0]
-    off_diagonal = ~jnp.eye(n_atoms, dtype=bool)
+    species = context.species
+    if neighbour_indices is None:
+        displacements = context.geometry.pair_displacements(positions)
+        present = ~jnp.eye(n_atoms, dtype=bool)
+        neighbour_species = species[None, :]
+    else:
+        displacements = context.geometry.neighbour_displacements(
+            positions, neighbour_indices
+        )
+        present = neighbour_indices < n_atoms
+        neighbour_species = species[jnp.where(present, neighbour_indices, 0)]
     squared = jnp.sum(displacements**2, axis=-1)
-    # Self pairs get a distance past the cutoff so they contribute exactly zero.
-    squared = jnp.where(
-        off_diagonal, squared, (2.0 * cutoff * context.length_scale) ** 2
-    )
+    # Self pairs and padding get a distance past the cutoff: exactly zero.
+    squared = jnp.where(present, squared, (2.0 * cutoff * context.length_scale) ** 2)
     r = jnp.sqrt(squared) / context.length_scale
     weights = cosine_cutoff(r, cutoff)
     # Kernels laid out [i, j, eta] (eta fastest): XLA vectorises the
@@ -144,9 +156,7 @@ def radial_symmetry_features(
         jnp.exp(-jnp.asarray(etas, dtype=r.dtype) * (r**2)[..., None])
         * weights[..., None]
     )
-    same_species = (context.species[:, None] == context.species[None, :]).astype(
-        kernels.dtype
-    )
+    same_species = (species[:, None] == neighbour_species).astype(kernels.dtype)
     # Sums over j as batched matrix products: on CPU ~2x faster than masked
     # sums (equal to float32 rounding).
     same = jnp.einsum("ij,ijk->ik", same_species, kernels)
@@ -196,6 +206,7 @@ def feature_blocks(
     second_moments: jax.Array,
     step: jax.Array,
     context: StructureContext,
+    neighbour_indices: jax.Array | None = None,
 ) -> FeatureBlocks:
     """All enabled features, encoded, in three blocks (see `FeatureBlocks`).
 
@@ -207,6 +218,8 @@ def feature_blocks(
             and g^2 *after* including this step's gradient.
         step: scalar int, the step index t (0 at the first update).
         context: the system's `StructureContext`.
+        neighbour_indices: ``[n, k]`` neighbour list of the radial features, or
+            ``None`` for all pairs (`radial_symmetry_features`).
     """
     n_atoms = positions.shape[0]
     dtype = positions.dtype
@@ -235,7 +248,11 @@ def feature_blocks(
     if feature_set.step:
         shared.append(step_sine_features(step).astype(dtype))
     if feature_set.radial:
-        per_atom.append(radial_symmetry_features(positions, context))
+        per_atom.append(
+            radial_symmetry_features(
+                positions, context, neighbour_indices=neighbour_indices
+            )
+        )
 
     def encode(blocks):
         raw = jnp.concatenate(blocks, axis=-1)

@@ -111,6 +111,24 @@ class Geometry:
         rows = jax.vmap(self.displacement_fn, (None, 0))
         return jax.vmap(rows, (0, None))(positions, positions)
 
+    def neighbour_displacements(
+        self, positions: jax.Array, indices: jax.Array
+    ) -> jax.Array:
+        """Displacements ``d_ij = x_i - x_j`` to listed neighbours (minimum image).
+
+        Args:
+            positions: ``[n_atoms, 3]`` array.
+            indices: ``[n_atoms, k]`` neighbour indices (jax-md's dense format;
+                entries ``>= n_atoms`` are padding and give the displacement to
+                atom 0, to be masked by the caller).
+
+        Returns:
+            ``[n_atoms, k, 3]`` array.
+        """
+        neighbours = positions[jnp.where(indices < len(positions), indices, 0)]
+        rows = jax.vmap(self.displacement_fn, (None, 0))
+        return jax.vmap(rows, (0, 0))(positions, neighbours)
+
     def wrap(self, positions: jax.Array) -> jax.Array:
         """Positions moved back into the cell (identity in free space).
 

@@ -12,10 +12,9 @@ the random perturbation replaced by the learned optimizer:
 2. hop: ``hop_steps`` learned steps from the current minimum, turned into a
    random frame of the same energy (`geometry.Geometry.random_frame`: a
    random rotation of a free cluster, a random translation in a periodic
-   cell), with a fresh
-   learned-optimizer state (the weights were trained to leave basins); the
-   frame makes every hop from a minimum a new move, where a deterministic
-   hop would repeat a rejected move forever;
+   cell), with a fresh learned-optimizer state (the weights were trained to
+   leave basins); the frame makes every hop from a minimum a new move, where
+   a deterministic hop would repeat a rejected move forever;
 3. quench the end of the hop; offer the quenched structure to Metropolis
    acceptance at ``temperature`` against the current minimum (greedy at 0);
    a free cluster that lost an atom (an atom farther than
@@ -165,7 +164,7 @@ def learned_hopping(
             gradient=gradient,
             hopping=jnp.asarray(False),
             hop_step=jnp.zeros((), jnp.int32),
-            learned=learned_optimizer.init(positions),
+            learned=learned_optimizer.init(positions, parameters.context),
             quench=quench.quench_begin(positions, energy, gradient, free),
             quench_begins=jnp.asarray(True),
             minimum_positions=positions,
@@ -243,7 +242,7 @@ def learned_hopping(
                     start, start_gradient = context.geometry.random_frame(
                         frame_key, start, start_gradient
                     )
-                return start, start_gradient, learned_optimizer.init(start)
+                return start, start_gradient, learned_optimizer.restart(state.learned)
 
             hop_from, hop_gradient, learned_state = jax.lax.cond(
                 quench_done,
@@ -471,7 +470,8 @@ def hopping_advance(
         records.append(result.energy_records)
         steps_done += chunk
         remaining -= chunk
-        search = _synchronised(search._replace(carry=result.carry, steps=steps_done))
+        search = _synchronised(search._replace(
+            carry=result.carry, parameters=result.parameters, steps=steps_done))  # fmt: skip
         if on_minimum is not None:
             state = search.carry.state
             minimum = np.asarray(state.minimum_energy)

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
+from ase_learn2hop import neighbours
 from ase_learn2hop.features import (
     DECAY_RATES,
     FeatureBlocks,
@@ -161,11 +162,14 @@ class LearnedOptimizerState(NamedTuple):
         step: scalar int, number of updates made.
         first_moments: ``[n_decays, n, 3]`` moving averages of the gradient.
         second_moments: ``[n_decays, n, 3]`` moving averages of its square.
+        neighbours: the radial features' `jax_md.partition.NeighborList`
+            (`neighbours`), or ``None`` for all pairs.
     """
 
     step: jax.Array
     first_moments: jax.Array
     second_moments: jax.Array
+    neighbours: Any = None
 
 
 def apply_network(
@@ -199,10 +203,25 @@ def init_theta(key: jax.Array, config: LearnedOptimizerConfig) -> Theta:
     }
 
 
-def init(positions: jax.Array) -> LearnedOptimizerState:
-    """Empty optimizer state for ``positions`` ``[n, 3]``."""
+def init(
+    positions: jax.Array, context: StructureContext | None = None
+) -> LearnedOptimizerState:
+    """Empty optimizer state for ``positions`` ``[n, 3]``, with an empty
+    neighbour list for the radial features when ``context`` has one
+    (`neighbours.initial`; rebuilt at the first update)."""
     zeros = jnp.zeros((len(DECAY_RATES),) + positions.shape, positions.dtype)
-    return LearnedOptimizerState(jnp.asarray(0), zeros, zeros)
+    listed = None if context is None else neighbours.initial(context, positions)
+    return LearnedOptimizerState(jnp.asarray(0), zeros, zeros, listed)
+
+
+def restart(state: LearnedOptimizerState) -> LearnedOptimizerState:
+    """``state`` emptied for a new start (step 0, zero moments), its
+    neighbour list kept: the list is valid wherever the atoms are, since every
+    update checks it and rebuilds it as needed."""
+    zeros = jnp.zeros_like(state.first_moments)
+    return LearnedOptimizerState(
+        jnp.zeros_like(state.step), zeros, zeros, state.neighbours
+    )
 
 
 def update(
@@ -242,15 +261,20 @@ def update(
             tree,
         )
 
+    listed = state.neighbours
+    if listed is not None:
+        # Rebuilt here when an atom has moved half the skin since the last build.
+        listed = context.neighbour_list.update(listed, positions)
     blocks = feature_blocks(
         config.features,
         *cast((positions, gradient, first, second)),
         state.step,
         cast(context),
+        None if listed is None else listed.idx,
     )
     outputs = apply_network(theta["network"], blocks, config)
     outputs = outputs.astype(positions.dtype)
     magnitude_gate, direction = outputs[..., 0], outputs[..., 1]
     gate = jax.nn.sigmoid(theta["beta"] * magnitude_gate + theta["gamma"])
     displacement = context.length_scale * theta["alpha"] * direction * gate
-    return displacement, LearnedOptimizerState(state.step + 1, first, second)
+    return displacement, LearnedOptimizerState(state.step + 1, first, second, listed)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import cycles
+from ase_learn2hop import cycles, neighbours
 from ase_learn2hop import learned_hopping as hopping_loop
 from ase_learn2hop.precision import float64
 
@@ -67,6 +67,8 @@ def hopping_config(
 def start_search(optimizer, positions: np.ndarray):
     """The optimizer's search at ``[n_starts, n, 3]`` starts."""
     weights = optimizer.weights
+    # One search of a large structure: radial features on a neighbour list.
+    context = neighbours.for_search(optimizer.context, positions)
     with float64():
         if optimizer.hopping is not None:
             return hopping_loop.hopping_start(
@@ -74,7 +76,7 @@ def start_search(optimizer, positions: np.ndarray):
                 weights.config,
                 optimizer.energy_fn,
                 jnp.asarray(positions),
-                optimizer.context,
+                context,
                 optimizer.potential_parameters,
                 hopping=optimizer.hopping,
                 key=jax.random.key(optimizer.seed),
@@ -84,7 +86,7 @@ def start_search(optimizer, positions: np.ndarray):
             weights.config,
             optimizer.energy_fn,
             jnp.asarray(positions),
-            optimizer.context,
+            context,
             optimizer.potential_parameters,
             horizon=weights.horizon,
             polish_steps=optimizer.polish_steps,

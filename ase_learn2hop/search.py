@@ -110,7 +110,7 @@ def learned_steps(config: LearnedOptimizerConfig, energy_fn: EnergyFn) -> Optimi
             positions,
             energy,
             gradient,
-            learned_optimizer.init(positions),
+            learned_optimizer.init(positions, parameters.context),
             jnp.zeros((), positions.dtype),
         )
 

@@ -61,6 +61,8 @@ class StructureContext(NamedTuple):
         free: ``[n, 3]`` 1.0 for each coordinate the optimizer may move, 0.0 for
             a fixed one (ASE's ``FixAtoms`` / ``FixCartesian``), or ``None`` when
             every coordinate is free.
+        neighbour_list: static `neighbours.NeighbourListSpec` of the radial
+            features, or ``None`` for all pairs (`neighbours.for_search`).
     """
 
     species: jax.Array
@@ -68,6 +70,7 @@ class StructureContext(NamedTuple):
     length_scale: jax.Array
     geometry: Geometry = FREE
     free: jax.Array | None = None
+    neighbour_list: Any = None
 
 
 class System(NamedTuple):

@@ -28,6 +28,7 @@ CORE = {
     "basin_hopping",
     "quench",
     "learned_hopping",
+    "neighbours",
 }
 BOUNDARY = {
     "weights",
@@ -138,4 +139,5 @@ _STANDARD_LIBRARY = {
     "math",
     "re",
     "typing",
+    "warnings",
 }

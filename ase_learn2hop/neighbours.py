@@ -1,0 +1,233 @@
+"""Neighbour lists of the radial features, through `jax_md.partition`.
+
+The radial symmetry features (`features.radial_symmetry_features`) see only
+neighbours closer than their cosine cutoff, 2.5 length scales. Summed over all
+pairs they cost N^2 and, from a few hundred atoms up, most of a learned step. On
+a Verlet neighbour list (jax-md's dense format: ``idx [n, capacity]``, padded with
+``n``) they cost N x capacity, and the list is rebuilt only when some atom has
+moved more than half the skin since the last build.
+
+Correctness never depends on the capacity: jax-md sets a sticky overflow bit when
+a rebuild finds more neighbours than the list holds, and the driver
+(`driver.advance`) then grows the capacity by half (`grown`) and runs the chunk again
+from where it began, so no neighbour is ever silently dropped.
+
+A `NeighbourListSpec` (cutoff, skin, capacity, geometry) rides as a static field
+of `systems.StructureContext`; ``None`` there (the default, and always in
+training) means all pairs. The live list is part of the learned optimizer's state
+(`learned_optimizer.LearnedOptimizerState.neighbours`).
+
+Rebuilds use jax-md's all-pairs candidates (no cell list: free clusters have no
+box), so a rebuild is still N^2, but cheap next to the features and amortised
+over the steps between rebuilds. Under ``vmap`` a rebuild's ``lax.cond``
+becomes a select that rebuilds on every step; `for_search` therefore turns lists
+on only for one search at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax_md import partition
+
+from ase_learn2hop.geometry import Geometry
+
+#: From this many atoms a single search computes the radial features on a
+#: neighbour list (benchmarks/step_cost.py: below it all pairs are as fast).
+MIN_ATOMS = 200
+#: Verlet skin, in length scales: the list is rebuilt once an atom has moved
+#: half of it.
+SKIN = 0.5
+#: Capacity over the largest neighbour count of the starts.
+CAPACITY_MARGIN = 1.25
+#: Capacity growth after an overflow.
+GROWTH = 1.5
+
+_OVERFLOW = int(
+    partition.PartitionErrorCode.NEIGHBOR_LIST_OVERFLOW
+    | partition.PartitionErrorCode.CELL_LIST_OVERFLOW
+)
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class NeighbourListSpec:
+    """A neighbour list's static description (hashable: jit compiles once per
+    spec).
+
+    Attributes:
+        cutoff: interaction range, length units (Å, or reduced units).
+        skin: Verlet skin, length units.
+        capacity: neighbours held per atom (jax-md's ``max_occupancy``).
+        geometry: free space or the periodic cell (minimum image).
+    """
+
+    cutoff: float
+    skin: float
+    capacity: int
+    geometry: Geometry
+
+    @property
+    def functions(self) -> partition.NeighborListFns:
+        return _functions(self.geometry, self.cutoff, self.skin)
+
+    def stale(self, positions: jax.Array) -> partition.NeighborList:
+        """An empty list for structures shaped like ``positions`` ``[..., n,
+        3]`` (any leading batch axes), marked stale (a NaN reference): its
+        first `update` rebuilds it."""
+        shape = positions.shape
+        return partition.NeighborList(
+            jnp.full(shape[:-1] + (self.capacity,), shape[-2], jnp.int32),
+            jnp.full(shape, jnp.nan, positions.dtype),
+            partition.PartitionError(jnp.zeros(shape[:-2], jnp.uint8)),
+            None,
+            self.capacity,
+            partition.NeighborListFormat.Dense,
+            None,
+            None,
+            self.functions.update,
+        )
+
+    def update(
+        self, neighbours: partition.NeighborList, positions: jax.Array
+    ) -> partition.NeighborList:
+        """``neighbours`` valid at ``positions`` ``[n, 3]``: rebuilt when stale
+        or when an atom has moved more than half the skin since the last build
+        (jax-md's update), else unchanged."""
+        if self.geometry.periodic:
+            offset = 0.5 * np.asarray(self.geometry.cell)[0]
+        else:
+            offset = np.array([self.cutoff + self.skin, 0.0, 0.0])
+        # A stale list's reference is put half a cell (or the cutoff) away
+        # from every atom, so jax-md sees them all moved and rebuilds.
+        stale = jnp.any(jnp.isnan(neighbours.reference_position))
+        reference = jnp.where(
+            stale,
+            positions + jnp.asarray(offset, positions.dtype),
+            neighbours.reference_position,
+        )
+        with warnings.catch_warnings():
+            # jax-md scatters its int64 candidates (under x64) into int32.
+            warnings.filterwarnings("ignore", "scatter inputs", FutureWarning)
+            return dataclasses.replace(neighbours, reference_position=reference).update(
+                positions
+            )
+
+
+@functools.lru_cache(maxsize=64)
+def _functions(geometry: Geometry, cutoff: float, skin: float):
+    # One set of functions per (geometry, cutoff, skin): lists built from them
+    # carry the same static update function, so jit caches hit. The cache
+    # outlives the first caller's trace: its constants must be concrete.
+    with jax.ensure_compile_time_eval():
+        return partition.neighbor_list(
+            geometry.displacement_fn,
+            1.0,  # unused: no cell list
+            cutoff,
+            dr_threshold=skin,
+            disable_cell_list=True,
+            format=partition.NeighborListFormat.Dense,
+        )
+
+
+def neighbour_count(positions: np.ndarray, geometry: Geometry, radius: float) -> int:
+    """Largest number of other atoms within ``radius`` of an atom, over
+    ``[batch, n, 3]`` structures."""
+    largest = 0
+    for structure in np.asarray(positions):
+        difference = np.asarray(geometry.pair_displacements(jnp.asarray(structure)))
+        within = np.sum(difference**2, axis=-1) < radius**2
+        largest = max(largest, int(within.sum(axis=1).max()) - 1)
+    return largest
+
+
+def radial_spec(
+    positions: np.ndarray, geometry: Geometry, length_scale: float
+) -> NeighbourListSpec:
+    """The radial features' list for ``[batch, n, 3]`` starts: cutoff
+    `features.RADIAL_CUTOFF` and skin `SKIN` length scales, capacity
+    `CAPACITY_MARGIN` times the starts' largest neighbour count."""
+    from ase_learn2hop.features import RADIAL_CUTOFF
+
+    cutoff = RADIAL_CUTOFF * float(length_scale)
+    skin = SKIN * float(length_scale)
+    n_atoms = np.shape(positions)[-2]
+    count = neighbour_count(positions, geometry, cutoff + skin)
+    capacity = min(n_atoms - 1, max(1, math.ceil(CAPACITY_MARGIN * count)))
+    return NeighbourListSpec(cutoff, skin, capacity, geometry)
+
+
+def for_search(context, positions: np.ndarray, min_atoms: int | None = None):
+    """``context`` with the radial features' neighbour list when one search of
+    at least ``min_atoms`` atoms runs (``positions`` ``[1, n, 3]``), else
+    unchanged (all pairs); ``min_atoms`` defaults to `MIN_ATOMS`."""
+    batch, n_atoms = np.shape(positions)[:2]
+    if batch != 1 or n_atoms < (MIN_ATOMS if min_atoms is None else min_atoms):
+        return context
+    spec = radial_spec(positions, context.geometry, float(context.length_scale))
+    return context._replace(neighbour_list=spec)
+
+
+def initial(context, positions: jax.Array) -> partition.NeighborList | None:
+    """The list a search starts with (rebuilt at its first use), or ``None``
+    when ``context`` has none."""
+    spec = getattr(context, "neighbour_list", None)
+    return None if spec is None else spec.stale(positions)
+
+
+def _is_list(node) -> bool:
+    return isinstance(node, partition.NeighborList)
+
+
+def lists_in(tree) -> list[partition.NeighborList]:
+    leaves = jax.tree_util.tree_leaves(tree, is_leaf=_is_list)
+    return [leaf for leaf in leaves if _is_list(leaf)]
+
+
+def overflowed(tree) -> bool:
+    """Whether any neighbour list in ``tree`` dropped neighbours (host side)."""
+    return any(
+        bool(np.any(np.asarray(found.error.code) & _OVERFLOW))
+        for found in lists_in(tree)
+    )
+
+
+def grown(parameters: Any, carry: Any) -> tuple[Any, Any]:
+    """``parameters`` and ``carry`` with every neighbour list's capacity
+    `GROWTH` times larger (at most n - 1); the carry's lists are marked stale,
+    so their next update rebuilds them.
+
+    Raises:
+        RuntimeError: there is nothing to grow.
+    """
+    specs = jax.tree_util.tree_leaves(
+        parameters, is_leaf=lambda node: isinstance(node, NeighbourListSpec)
+    )
+    specs = {spec for spec in specs if isinstance(spec, NeighbourListSpec)}
+    lists = lists_in(carry)
+    if len(specs) != 1 or not lists:
+        raise RuntimeError("a neighbour list overflowed and cannot be grown")
+    (spec,) = specs
+    n_atoms = lists[0].idx.shape[-2]
+    if spec.capacity >= n_atoms - 1:
+        raise RuntimeError("a neighbour list of every other atom overflowed")
+    capacity = min(n_atoms - 1, math.ceil(GROWTH * spec.capacity))
+    bigger = dataclasses.replace(spec, capacity=capacity)
+    parameters = jax.tree_util.tree_map(
+        lambda node: bigger if isinstance(node, NeighbourListSpec) else node,
+        parameters,
+        is_leaf=lambda node: isinstance(node, NeighbourListSpec),
+    )
+    carry = jax.tree_util.tree_map(
+        lambda node: bigger.stale(node.reference_position) if _is_list(node) else node,
+        carry,
+        is_leaf=_is_list,
+    )
+    return parameters, carry
