@@ -5,7 +5,8 @@ to 1000 atoms, one search (batch of one, the product's default) on the batched
 driver, shipped weights, float64 energies. Per size:
 
 - learned step: one step of the learned optimizer *with* its energy-and-gradient
-  call, µs, best of ``--repeats`` jitted chunks (compile excluded, reported);
+  call, µs, best of ``--repeats`` jitted chunks (compile excluded, reported),
+  the neighbour list's rebuilds included;
 - energy+grad: the potential's jitted value-and-gradient alone, µs per call
   (K calls inside one jitted scan, so dispatch is excluded);
 - radial: the radial symmetry features alone, µs per call (same way);
@@ -15,11 +16,15 @@ driver, shipped weights, float64 energies. Per size:
   arguments and outputs (``memory_analysis()``), MiB;
 - compile: seconds to compile the chunk.
 
+The learned step is timed twice: radial features over all pairs, and on a
+neighbour list (`ase_learn2hop.neighbours`, forced on at every size here; the
+product turns it on from `neighbours.MIN_ATOMS` atoms). "step / numpy LJ" takes
+the faster of the two. Energies stay all pairs: Lennard-Jones and Gupta have no
+cutoff (SPEC).
+
 Run:
 
     python benchmarks/step_cost.py --sizes 13 55 147 309 561 1000
-
-Everything here is dense (all pairs): the table shows where the N^2 terms bite.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from potential_throughput import best_time_per_structure
+
+from ase_learn2hop import neighbours
 
 DEFAULT_SIZES = (13, 55, 147, 309, 561, 1000)
 #: About this many pair evaluations per timed chunk (short chunks for big N).
@@ -78,22 +85,16 @@ def _numpy_seconds(positions: np.ndarray, repeats: int) -> float:
     return best_time_per_structure(run, calls, repeats)
 
 
-def measure(potential: str, n_atoms: int, repeats: int) -> dict:
-    from ase_learn2hop import driver, features, search, systems
-    from ase_learn2hop.benchmark.time_to_minimum_methods import learned_weights
+def _learned_step(system, weights, positions, context, steps: int, repeats: int):
+    """(seconds per learned step with its energy call, compiled memory in
+    bytes, compile seconds) of one search in ``context``."""
+    from ase_learn2hop import driver, search, systems
 
-    name = f"{potential}{n_atoms}"
-    system = systems.system_from_name(name)
-    weights = learned_weights(system)
-    positions = jnp.asarray(
-        systems.starting_structures(jax.random.key(0), system, 1), jnp.float64
-    )
     parameters = systems.broadcast_to_batch(
-        search.SearchParameters(system.potential_parameters, system.context), 1
+        search.SearchParameters(system.potential_parameters, context), 1
     )
     optimizer = search.learned_steps(weights.config, system.energy_fn)
     carry = driver.start(optimizer, positions, parameters, weights.theta)
-    steps = max(5, int(PAIRS_PER_CHUNK / n_atoms**2))
     target = jnp.asarray(-jnp.inf, jnp.float64)
     begin = time.perf_counter()
     compiled = driver.driver_advance.lower(
@@ -118,9 +119,32 @@ def measure(potential: str, n_atoms: int, repeats: int) -> dict:
         nonlocal carry
         carry, energies = compiled(carry, parameters, weights.theta, target)
         jax.block_until_ready(energies)
+        if neighbours.overflowed(carry):
+            raise RuntimeError("the neighbour list overflowed: not timed")
 
     advance()
-    step_seconds = best_time_per_structure(advance, steps, repeats)
+    seconds = best_time_per_structure(advance, steps, repeats)
+    return seconds, memory_bytes, compile_seconds
+
+
+def measure(potential: str, n_atoms: int, repeats: int) -> dict:
+    from ase_learn2hop import features, systems
+    from ase_learn2hop.benchmark.time_to_minimum_methods import learned_weights
+
+    name = f"{potential}{n_atoms}"
+    system = systems.system_from_name(name)
+    weights = learned_weights(system)
+    positions = jnp.asarray(
+        systems.starting_structures(jax.random.key(0), system, 1), jnp.float64
+    )
+    steps = max(5, int(PAIRS_PER_CHUNK / n_atoms**2))
+    step_seconds, memory_bytes, compile_seconds = _learned_step(
+        system, weights, positions, system.context, steps, repeats
+    )
+    listed = neighbours.for_search(system.context, np.asarray(positions), 0)
+    listed_seconds, listed_memory, _ = _learned_step(
+        system, weights, positions, listed, steps, repeats
+    )
     one = positions[0]
     value_and_grad = jax.value_and_grad(system.energy_fn)
     calls = max(5, int(PAIRS_PER_CHUNK / 4 / n_atoms**2))
@@ -143,10 +167,13 @@ def measure(potential: str, n_atoms: int, repeats: int) -> dict:
         "system": name,
         "n_atoms": n_atoms,
         "learned_step_us": step_seconds * 1e6,
+        "listed_step_us": listed_seconds * 1e6,
+        "capacity": listed.neighbour_list.capacity,
         "energy_gradient_us": energy_seconds * 1e6,
         "radial_us": radial_seconds * 1e6,
         "numpy_lj_us": numpy_seconds * 1e6,
         "memory_mib": memory_bytes / 2**20,
+        "listed_memory_mib": listed_memory / 2**20,
         "compile_s": compile_seconds,
         "chunk_steps": steps,
     }
@@ -155,22 +182,26 @@ def measure(potential: str, n_atoms: int, repeats: int) -> dict:
 def table(rows: list[dict]) -> str:
     lines = [
         (
-            "| system | atoms | learned step (µs) | energy+grad (µs) | radial (µs) "
-            "| numpy LJ (µs) | step / numpy LJ | memory (MiB) | compile (s) |"
+            "| system | atoms | learned step, all pairs (µs) | learned step, "
+            "neighbour list (µs) | list capacity | energy+grad (µs) | radial, "
+            "all pairs (µs) | numpy LJ (µs) | step / numpy LJ | memory, all "
+            "pairs / list (MiB) | compile (s) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ratio = row["learned_step_us"] / row["numpy_lj_us"]
+        fastest = min(row["learned_step_us"], row["listed_step_us"])
+        ratio = fastest / row["numpy_lj_us"]
         numpy_cell = (
             "–" if np.isnan(row["numpy_lj_us"]) else f"{row['numpy_lj_us']:.3g}"
         )
         ratio_cell = "–" if np.isnan(ratio) else f"{ratio:.2f}"
         lines.append(
             f"| {row['system']} | {row['n_atoms']} | {row['learned_step_us']:.3g} "
+            f"| {row['listed_step_us']:.3g} | {row['capacity']} "
             f"| {row['energy_gradient_us']:.3g} | {row['radial_us']:.3g} "
-            f"| {numpy_cell} | {ratio_cell} | {row['memory_mib']:.3g} "
-            f"| {row['compile_s']:.1f} |"
+            f"| {numpy_cell} | {ratio_cell} | {row['memory_mib']:.3g} / "
+            f"{row['listed_memory_mib']:.3g} | {row['compile_s']:.1f} |"
         )
     return "\n".join(lines)
 
