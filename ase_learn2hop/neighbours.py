@@ -9,8 +9,8 @@ moved more than half the skin since the last build.
 
 Correctness never depends on the capacity: jax-md sets a sticky overflow bit when
 a rebuild finds more neighbours than the list holds, and the driver
-(`driver.advance`) then grows the capacity by half (`grown`) and runs the chunk again
-from where it began, so no neighbour is ever silently dropped.
+(`driver.advance`) then grows the capacity by half (`grown`) and runs the
+chunk again from where it began, so no neighbour is ever silently dropped.
 
 A `NeighbourListSpec` (cutoff, skin, capacity, geometry) rides as a static field
 of `systems.StructureContext`; ``None`` there (the default, and always in
@@ -40,7 +40,8 @@ from jax_md import partition
 from ase_learn2hop.geometry import Geometry
 
 #: From this many atoms a single search computes the radial features on a
-#: neighbour list (benchmarks/step_cost.py: below it all pairs are as fast).
+#: neighbour list (benchmarks/step_cost.py: all pairs are faster up to 147
+#: atoms, where cutoff plus skin spans nearly the whole cluster).
 MIN_ATOMS = 200
 #: Verlet skin, in length scales: the list is rebuilt once an atom has moved
 #: half of it.
