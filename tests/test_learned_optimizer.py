@@ -250,7 +250,10 @@ def test_shipped_lj_weights_give_the_recorded_displacements():
         displacement, state = learned_optimizer.update(
             weights.theta, weights.config, state, positions, gradient, system.context
         )
-        np.testing.assert_allclose(displacement, expected, rtol=0, atol=1e-8)
+        # Float32 tolerance: the network runs in float32, and XLA's code for
+        # another CPU (vector width, fused multiply-adds) moves the last bits
+        # (3.4e-7 relative between the recording CPU and another one).
+        np.testing.assert_allclose(displacement, expected, rtol=2e-6, atol=1e-9)
         positions = positions + displacement
 
 
