@@ -179,7 +179,7 @@ def for_search(context, positions: np.ndarray, min_atoms: int | None = None):
 def initial(context, positions: jax.Array) -> partition.NeighborList | None:
     """The list a search starts with (rebuilt at its first use), or ``None``
     when ``context`` has none."""
-    spec = getattr(context, "neighbour_list", None)
+    spec = context.neighbour_list
     return None if spec is None else spec.stale(positions)
 
 
