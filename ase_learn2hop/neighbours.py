@@ -200,35 +200,46 @@ def overflowed(tree) -> bool:
     )
 
 
-def grown(parameters: Any, carry: Any) -> tuple[Any, Any]:
-    """``parameters`` and ``carry`` with every neighbour list's capacity
-    `GROWTH` times larger (at most n - 1); the carry's lists are marked stale,
-    so their next update rebuilds them.
+def _is_spec(node) -> bool:
+    return isinstance(node, NeighbourListSpec)
 
-    Raises:
-        RuntimeError: there is nothing to grow.
-    """
-    specs = jax.tree_util.tree_leaves(
-        parameters, is_leaf=lambda node: isinstance(node, NeighbourListSpec)
-    )
-    specs = {spec for spec in specs if isinstance(spec, NeighbourListSpec)}
-    lists = lists_in(carry)
-    if len(specs) != 1 or not lists:
-        raise RuntimeError("a neighbour list overflowed and cannot be grown")
-    (spec,) = specs
-    n_atoms = lists[0].idx.shape[-2]
-    if spec.capacity >= n_atoms - 1:
-        raise RuntimeError("a neighbour list of every other atom overflowed")
-    capacity = min(n_atoms - 1, math.ceil(GROWTH * spec.capacity))
-    bigger = dataclasses.replace(spec, capacity=capacity)
+
+def list_spec(parameters: Any) -> NeighbourListSpec | None:
+    """The one `NeighbourListSpec` in ``parameters``, or ``None`` (all pairs)."""
+    leaves = jax.tree_util.tree_leaves(parameters, is_leaf=_is_spec)
+    specs = {leaf for leaf in leaves if _is_spec(leaf)}
+    if len(specs) > 1:
+        raise RuntimeError(f"{len(specs)} different neighbour lists in one search")
+    return specs.pop() if specs else None
+
+
+def resized(parameters: Any, carry: Any, capacity: int) -> tuple[Any, Any]:
+    """``parameters`` and ``carry`` with every neighbour list holding
+    ``capacity`` neighbours per atom; the carry's lists are marked stale, so
+    their next update rebuilds them."""
+    spec = dataclasses.replace(list_spec(parameters), capacity=int(capacity))
     parameters = jax.tree_util.tree_map(
-        lambda node: bigger if isinstance(node, NeighbourListSpec) else node,
-        parameters,
-        is_leaf=lambda node: isinstance(node, NeighbourListSpec),
+        lambda node: spec if _is_spec(node) else node, parameters, is_leaf=_is_spec
     )
     carry = jax.tree_util.tree_map(
-        lambda node: bigger.stale(node.reference_position) if _is_list(node) else node,
+        lambda node: spec.stale(node.reference_position) if _is_list(node) else node,
         carry,
         is_leaf=_is_list,
     )
     return parameters, carry
+
+
+def grown(parameters: Any, carry: Any) -> tuple[Any, Any]:
+    """`resized` to `GROWTH` times the capacity (at most n - 1).
+
+    Raises:
+        RuntimeError: there is nothing to grow.
+    """
+    spec = list_spec(parameters)
+    lists = lists_in(carry)
+    if spec is None or not lists:
+        raise RuntimeError("a neighbour list overflowed and cannot be grown")
+    n_atoms = lists[0].idx.shape[-2]
+    if spec.capacity >= n_atoms - 1:
+        raise RuntimeError("a neighbour list of every other atom overflowed")
+    return resized(parameters, carry, min(n_atoms - 1, math.ceil(GROWTH * spec.capacity)))

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ase_learn2hop import neighbours
 from ase_learn2hop.precision import float64
 
 
@@ -82,7 +83,9 @@ _SEARCH_ARRAYS = ("best_energy", "best_positions", "force_calls", "first_hit")
 
 def search_to_dict(found) -> dict:
     """A `cycles.CycleSearch` or `learned_hopping.HoppingSearch` as arrays."""
+    spec = neighbours.list_spec(found.parameters)
     return {
+        "neighbour_capacity": None if spec is None else spec.capacity,
         "cycle_step": found.cycle_step,
         "steps": found.steps,
         "carry": [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(found.carry)],
@@ -92,6 +95,14 @@ def search_to_dict(found) -> dict:
 
 def search_from_dict(template, data: dict):
     """The saved search, on the structure of a fresh one (shapes checked)."""
+    spec = neighbours.list_spec(template.parameters)
+    capacity = data.get("neighbour_capacity")
+    if spec is not None and capacity is not None and capacity != spec.capacity:
+        # The saved list grew after an overflow: restore it at its size.
+        parameters, carry = neighbours.resized(
+            template.parameters, template.carry, capacity
+        )
+        template = template._replace(parameters=parameters, carry=carry)
     leaves, structure = jax.tree_util.tree_flatten(template.carry)
     saved = [np.asarray(leaf) for leaf in data["carry"]]
     if len(saved) != len(leaves) or any(

@@ -155,3 +155,40 @@ def test_a_list_of_every_other_atom_cannot_grow():
     carry = spec.stale(jnp.zeros((5, 3)))
     with pytest.raises(RuntimeError, match="every other atom"):
         neighbours.grown(spec, carry)
+
+
+def test_a_restart_file_of_a_grown_list_continues_the_search(monkeypatch, tmp_path):
+    # Lists on, at a third of the neighbours a list needs: the first chunk
+    # overflows and grows the list, and the restart file holds the grown one.
+    monkeypatch.setattr(neighbours, "MIN_ATOMS", 0)
+    monkeypatch.setattr(neighbours, "CAPACITY_MARGIN", 0.3)
+    system = systems.system_from_name("lj38")
+    start = np.asarray(systems.starting_structures(jax.random.key(5), system, 1))[0]
+
+    def optimizer(restart=None):
+        atoms = Atoms("X38", positions=start)
+        atoms.calc = LennardJones()
+        return LearnedHopOptimizer(
+            atoms, logfile=None, seed=1, observe_every=100, restart=restart
+        )
+
+    uninterrupted = optimizer()
+    uninterrupted.run(steps=300)
+    restart = tmp_path / "restart.json"
+    first = optimizer(restart)
+    runner = first.irun(steps=300)
+    for _ in range(3):
+        next(runner)  # stopped after 200 steps
+    grown = first._search.parameters.context.neighbour_list
+    runner.close()
+    initial = neighbours.for_search(first.context, start[None], 0).neighbour_list
+    assert grown.capacity > initial.capacity
+
+    resumed = optimizer(restart)
+    assert resumed.nsteps == 200
+    assert resumed._search.parameters.context.neighbour_list == grown
+    resumed.run(steps=100)
+    assert resumed.best_energy == pytest.approx(uninterrupted.best_energy, abs=1e-10)
+    np.testing.assert_allclose(
+        resumed.atoms.get_positions(), uninterrupted.atoms.get_positions(), atol=1e-10
+    )
