@@ -14,7 +14,8 @@ per cell, not once per object.
 Three kinds, each backed by `jax_md.space`:
 
 - free space (``cell=None``): `jax_md.space.free`;
-- a periodic cube (``periodic_cube(L)``): `jax_md.space.periodic`;
+- a periodic cube (``periodic_cube(L)``): `jax_md.space.periodic`'s shift, the
+  minimum image as ``d - L round(d / L)``;
 - any periodic parallelepiped (``periodic_cell(cell)``, rows are the cell
   vectors as in ASE): `jax_md.space.periodic_general` in real (not fractional)
   coordinates.
@@ -225,7 +226,18 @@ def _jax_md_space(geometry: Geometry):
     if geometry.cell is None:
         return space.free()
     if geometry.is_cube:
-        return space.periodic(geometry.cell[0][0])
+        side = geometry.cell[0][0]
+        _, shift_fn = space.periodic(side)
+
+        def displacement_fn(first: jax.Array, second: jax.Array, **_) -> jax.Array:
+            # The minimum image as a rounded multiple of the side: the same
+            # image as jax-md's ``mod`` form, exact for |d| < side / 2, and
+            # 4x faster on CPU in float64 (Stillinger-Weber Si64). Keywords
+            # (jax-md passes some) are ignored, as jax-md's own do.
+            difference = first - second
+            return difference - side * jnp.round(difference / side)
+
+        return displacement_fn, shift_fn
     # jax-md's general cell is column vectors; ASE's rows are the cell vectors.
     # NumPy float64, never a jnp array: the cache outlives the trace (and the
     # precision) of whoever calls first.

@@ -407,6 +407,12 @@ def stillinger_weber(geometry: Geometry) -> EnergyFn:
     return energy_fn
 
 
+def _exponent(power: float) -> float | int:
+    """An integral power as an int: ``x ** 4`` is multiplications, ``x ** 4.0``
+    an exp and a log (5x slower on CPU)."""
+    return int(power) if float(power).is_integer() else power
+
+
 def _stillinger_weber_energy(displacements: jax.Array) -> jax.Array:
     """SW energy from the ``[n, n, 3]`` (minimum-image) pair displacements."""
     parameters = STILLINGER_WEBER_SILICON
@@ -426,8 +432,8 @@ def _stillinger_weber_energy(displacements: jax.Array) -> jax.Array:
         parameters["A"]
         * epsilon
         * (
-            parameters["B"] * scaled_inverse ** parameters["p"]
-            - scaled_inverse ** parameters["q"]
+            parameters["B"] * scaled_inverse ** _exponent(parameters["p"])
+            - scaled_inverse ** _exponent(parameters["q"])
         )
         * jnp.exp(sigma / below_cutoff)
     )
@@ -437,28 +443,24 @@ def _stillinger_weber_energy(displacements: jax.Array) -> jax.Array:
     # w_ij = exp(gamma sigma / (r_ij - a sigma)) and unit vectors u_ij,
     # sum_{j,k} w_ij w_ik (u_ij.u_ik + 1/3)^2 = |sum_j w u u^T|_F^2
     # + 2/3 |sum_j w u|^2 + 1/9 (sum_j w)^2, minus the j = k terms 16/9 w_ij^2.
-    weights = jnp.where(
-        inside, jnp.exp(parameters["gamma"] * sigma / below_cutoff), 0.0
+    # sum_j w u u^T as its six components: fused, 1.5x faster than an einsum.
+    weights = jnp.where(inside, jnp.exp(parameters["gamma"] * sigma / below_cutoff), 0)
+    unit_x, unit_y, unit_z = jnp.moveaxis(displacements / r[..., None], -1, 0)
+    diagonal = [jnp.sum(weights * u * u, axis=1) for u in (unit_x, unit_y, unit_z)]
+    off_diagonal = [
+        jnp.sum(weights * u * v, axis=1)
+        for u, v in ((unit_x, unit_y), (unit_x, unit_z), (unit_y, unit_z))
+    ]
+    tensor_norm = sum(t**2 for t in diagonal) + 2.0 * sum(t**2 for t in off_diagonal)
+    vector_norm = sum(
+        jnp.sum(weights * u, axis=1) ** 2 for u in (unit_x, unit_y, unit_z)
     )
-    unit_vectors = displacements / r[..., None]
-    weighted_units = weights[..., None] * unit_vectors
     shift = -parameters["cos_theta0"]
-    tensor_sum = jnp.einsum("ija,ijb->iab", weighted_units, unit_vectors)
-    vector_sum = jnp.sum(weighted_units, axis=1)
-    scalar_sum = jnp.sum(weights, axis=1)
-    all_ordered_pairs = (
-        jnp.sum(tensor_sum**2, axis=(1, 2))
-        + 2.0 * shift * jnp.sum(vector_sum**2, axis=1)
-        + shift**2 * scalar_sum**2
-    )
+    scalar_norm = jnp.sum(weights, axis=1) ** 2
+    all_ordered_pairs = tensor_norm + 2.0 * shift * vector_norm + shift**2 * scalar_norm
     same_neighbour = (1.0 + shift) ** 2 * jnp.sum(weights**2, axis=1)
-    three_body_energy = (
-        0.5
-        * parameters["lambda"]
-        * epsilon
-        * jnp.sum(all_ordered_pairs - same_neighbour)
-    )
-    energy = two_body_energy + three_body_energy
+    three_body = jnp.sum(all_ordered_pairs - same_neighbour)
+    energy = two_body_energy + 0.5 * parameters["lambda"] * epsilon * three_body
     # The masks above drop coincident atoms (r = 0); their true energy is +inf.
     coincident = jnp.any(_off_diagonal(n_atoms) & (distances == 0.0))
     return jnp.where(coincident, jnp.inf, energy)
