@@ -1,0 +1,257 @@
+"""Cost of a batched search per structure-step, and where it goes (issue 12).
+
+Many starts as one batched computation (``LearnedHopOptimizer(atoms,
+n_starts=K)``, the benchmark's batches) on the batched driver, shipped weights,
+float64 energies, all pairs. Per system (LJ13, LJ38, Au55 by default):
+
+- hopping: the product's default search (learned basin hopping: learned hops,
+  L-BFGS quenches, Metropolis), ``learned_hopping.hopping_advance``, µs per
+  structure and force call;
+- paper: the paper's protocol (H learned steps, then the 1000-step polish),
+  ``cycles.cycles_advance`` over whole cycles, µs per structure and learned
+  step with the polish amortised;
+
+and the breakdown, each part alone in a jitted scan of the same batch, µs per
+structure: the energy and gradient, one learned update (features, network,
+moments), the radial symmetry features alone, the network alone; and XLA's
+count of floating-point operations per structure in one learned update.
+
+Run:
+
+    python benchmarks/batched_step_cost.py --starts 150 --out benchmarks/results/batched_step_cost.md
+"""
+
+from __future__ import annotations
+
+import os
+
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import argparse
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from potential_throughput import best_time_per_structure
+
+DEFAULT_SYSTEMS = ("lj13", "lj38", "au55")
+#: Timed steps per chunk of the whole search.
+SEARCH_STEPS = 1000
+#: Calls per timed scan of a part.
+PART_CALLS = 200
+
+
+def _float32(tree):
+    return jax.tree_util.tree_map(
+        lambda leaf: (
+            leaf.astype(jnp.float32) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+        ),
+        tree,
+    )
+
+
+def _part_seconds(step, carry, batch: int, repeats: int) -> float:
+    """Seconds per structure of ``carry -> step(carry)`` over `PART_CALLS`
+    calls in one jitted scan, best of ``repeats``."""
+    scan = jax.jit(
+        lambda carry: jax.lax.scan(
+            lambda carry, _: (step(carry), None), carry, length=PART_CALLS
+        )[0]
+    )
+    jax.block_until_ready(scan(carry))
+    return best_time_per_structure(
+        lambda: jax.block_until_ready(scan(carry)), PART_CALLS * batch, repeats
+    )
+
+
+def _search_seconds(begin, advance, steps: int, batch: int, repeats: int) -> float:
+    """Seconds per structure-step of ``advance(search, steps)``, best of
+    ``repeats`` chunks that go on from where the last one ended (compiled
+    by a first chunk)."""
+    search = advance(begin(), steps)
+
+    def run():
+        nonlocal search
+        search = advance(search, steps)
+
+    return best_time_per_structure(run, steps * batch, repeats)
+
+
+def measure(name: str, batch: int, repeats: int) -> dict:
+    from ase_learn2hop import cycles, features, learned_hopping, learned_optimizer
+    from ase_learn2hop import systems
+    from ase_learn2hop.benchmark.time_to_minimum_methods import learned_weights
+    from ase_learn2hop.protocols import hopping_config
+
+    system = systems.system_from_name(name)
+    weights = learned_weights(system)
+    theta, config, context = weights.theta, weights.config, system.context
+    starts = jnp.asarray(
+        systems.starting_structures(jax.random.key(0), system, batch), jnp.float64
+    )
+    hopping = hopping_config(weights, system, True, None, None, system.n_atoms)
+    common = (theta, config, system.energy_fn, starts, context)
+
+    def advance_hopping(search, steps):
+        return learned_hopping.hopping_advance(search, steps, chunk_steps=steps)[0]
+
+    hopping_seconds = _search_seconds(
+        lambda: learned_hopping.hopping_start(
+            *common, system.potential_parameters, hopping=hopping, key=jax.random.key(1)
+        ),
+        advance_hopping,
+        SEARCH_STEPS,
+        batch,
+        repeats,
+    )
+    cycle = weights.horizon
+
+    def advance_cycles(search, steps):
+        return cycles.cycles_advance(search, steps, chunk_steps=cycle)[0]
+
+    paper_seconds = _search_seconds(
+        lambda: cycles.cycles_start(
+            *common,
+            system.potential_parameters,
+            horizon=cycle,
+            relax_steps=0,
+            reinsert=False,
+        ),
+        advance_cycles,
+        cycle,
+        batch,
+        repeats,
+    )
+
+    value_and_grad = jax.vmap(
+        jax.value_and_grad(system.energy_fn), in_axes=(0, None)
+    )
+    energy, gradient = value_and_grad(starts, system.potential_parameters)
+    energy_seconds = _part_seconds(
+        lambda x: x - 1e-9 * value_and_grad(x, system.potential_parameters)[1],
+        starts,
+        batch,
+        repeats,
+    )
+
+    def one_update(state, x, g):
+        return learned_optimizer.update(theta, config, state, x, g, context)
+
+    batched_update = jax.vmap(one_update)
+    states = jax.vmap(lambda x: learned_optimizer.init(x, context))(starts)
+
+    def update_step(carry):
+        x, state = carry
+        displacement, state = batched_update(state, x, gradient)
+        return x + 1e-9 * displacement, state
+
+    update_seconds = _part_seconds(update_step, (starts, states), batch, repeats)
+    flops = (
+        jax.jit(batched_update)
+        .lower(states, starts, gradient)
+        .compile()
+        .cost_analysis()
+        .get("flops", np.nan)
+        / batch
+    )
+    context32 = _float32(context)
+    radial = jax.vmap(lambda x: features.radial_symmetry_features(x, context32))
+    radial_seconds = _part_seconds(
+        lambda x: x + 1e-30 * jnp.sum(radial(x), axis=-1, keepdims=True),
+        starts.astype(jnp.float32),
+        batch,
+        repeats,
+    )
+    blocks = jax.vmap(
+        lambda x, g, state: features.feature_blocks(
+            config.features,
+            *_float32((x, g, state.first_moments, state.second_moments)),
+            state.step,
+            context32,
+        )
+    )(starts, gradient, states)
+    network = jax.vmap(
+        lambda b: learned_optimizer.apply_network(theta["network"], b, config)
+    )
+    network_seconds = _part_seconds(
+        lambda b: b._replace(
+            component=b.component + 1e-30 * jnp.sum(network(b)[..., :1], axis=-1)[..., None]
+        ),
+        blocks,
+        batch,
+        repeats,
+    )
+    del energy
+    return {
+        "system": name,
+        "n_atoms": system.n_atoms,
+        "batch": batch,
+        "hop_steps": hopping.hop_steps,
+        "horizon": cycle,
+        "hopping_us": hopping_seconds * 1e6,
+        "paper_us": paper_seconds * 1e6,
+        "energy_gradient_us": energy_seconds * 1e6,
+        "update_us": update_seconds * 1e6,
+        "radial_us": radial_seconds * 1e6,
+        "network_us": network_seconds * 1e6,
+        "update_kflops": flops / 1e3,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| system | starts | whole search, hopping (µs) | whole search, paper "
+        "protocol, polish amortised (µs) | energy+grad (µs) | learned update "
+        "(µs) | of which radial (µs) | of which network (µs) | learned update "
+        "(kflop) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['system']} | {row['batch']} | {row['hopping_us']:.3g} "
+            f"| {row['paper_us']:.3g} | {row['energy_gradient_us']:.3g} "
+            f"| {row['update_us']:.3g} | {row['radial_us']:.3g} "
+            f"| {row['network_us']:.3g} | {row['update_kflops']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    jax.config.update("jax_enable_x64", True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="+", default=list(DEFAULT_SYSTEMS))
+    parser.add_argument("--starts", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="write the table here")
+    args = parser.parse_args()
+    rows = []
+    for name in args.systems:
+        started = time.perf_counter()
+        row = measure(name, args.starts, args.repeats)
+        print(row, f"({time.perf_counter() - started:.0f} s)", flush=True)
+        rows.append(row)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    text = (
+        f"$ python benchmarks/batched_step_cost.py --systems {' '.join(args.systems)} "
+        f"--starts {args.starts}\n"
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__} on {jax.default_backend()}, load average "
+        f"{os.getloadavg()[0]:.1f}, code {commit}; µs per structure and step, "
+        "shipped weights, float64 energies, network and features float32\n\n"
+        + table(rows)
+        + "\n"
+    )
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
