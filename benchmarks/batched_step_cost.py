@@ -49,7 +49,9 @@ PART_CALLS = 200
 def _float32(tree):
     return jax.tree_util.tree_map(
         lambda leaf: (
-            leaf.astype(jnp.float32) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+            leaf.astype(jnp.float32)
+            if jnp.issubdtype(leaf.dtype, jnp.floating)
+            else leaf
         ),
         tree,
     )
@@ -83,8 +85,13 @@ def _search_seconds(begin, advance, steps: int, batch: int, repeats: int) -> flo
 
 
 def measure(name: str, batch: int, repeats: int) -> dict:
-    from ase_learn2hop import cycles, features, learned_hopping, learned_optimizer
-    from ase_learn2hop import systems
+    from ase_learn2hop import (
+        cycles,
+        features,
+        learned_hopping,
+        learned_optimizer,
+        systems,
+    )
     from ase_learn2hop.benchmark.time_to_minimum_methods import learned_weights
     from ase_learn2hop.protocols import hopping_config
 
@@ -128,9 +135,7 @@ def measure(name: str, batch: int, repeats: int) -> dict:
         repeats,
     )
 
-    value_and_grad = jax.vmap(
-        jax.value_and_grad(system.energy_fn), in_axes=(0, None)
-    )
+    value_and_grad = jax.vmap(jax.value_and_grad(system.energy_fn), in_axes=(0, None))
     energy, gradient = value_and_grad(starts, system.potential_parameters)
     energy_seconds = _part_seconds(
         lambda x: x - 1e-9 * value_and_grad(x, system.potential_parameters)[1],
@@ -180,7 +185,8 @@ def measure(name: str, batch: int, repeats: int) -> dict:
     )
     network_seconds = _part_seconds(
         lambda b: b._replace(
-            component=b.component + 1e-30 * jnp.sum(network(b)[..., :1], axis=-1)[..., None]
+            component=b.component
+            + 1e-30 * jnp.sum(network(b)[..., :1], axis=-1)[..., None]
         ),
         blocks,
         batch,
@@ -205,10 +211,12 @@ def measure(name: str, batch: int, repeats: int) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| system | starts | whole search, hopping (µs) | whole search, paper "
-        "protocol, polish amortised (µs) | energy+grad (µs) | learned update "
-        "(µs) | of which radial (µs) | of which network (µs) | learned update "
-        "(kflop) |",
+        (
+            "| system | starts | whole search, hopping (µs) | whole search, paper "
+            "protocol, polish amortised (µs) | energy+grad (µs) | learned update "
+            "(µs) | of which radial (µs) | of which network (µs) | learned update "
+            "(kflop) |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -236,7 +244,10 @@ def main() -> None:
         print(row, f"({time.perf_counter() - started:.0f} s)", flush=True)
         rows.append(row)
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.strip()
     text = (
         f"$ python benchmarks/batched_step_cost.py --systems {' '.join(args.systems)} "
