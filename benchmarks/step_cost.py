@@ -1,7 +1,7 @@
 """Cost of one learned step against the number of atoms (issue 12's table).
 
 For Lennard-Jones (and, with ``--potentials lj au``, Gupta gold) clusters of 13
-to 1000 atoms, one search (batch of one, the product's default) on the batched
+to 1000 atoms (and Stillinger-Weber Si64 with ``--potentials si --sizes 64``), one search (batch of one, the product's default) on the batched
 driver, shipped weights, float64 energies. Per size:
 
 - learned step: one step of the learned optimizer *with* its energy-and-gradient
@@ -20,7 +20,7 @@ The learned step is timed twice: radial features over all pairs, and on a
 neighbour list (`ase_learn2hop.neighbours`, forced on at every size here; the
 product turns it on from `neighbours.MIN_ATOMS` atoms). "step / numpy LJ" takes
 the faster of the two. Energies stay all pairs: Lennard-Jones and Gupta have no
-cutoff (SPEC).
+cutoff (SPEC), and Stillinger-Weber's energy is not on lists.
 
 Run:
 
@@ -210,7 +210,7 @@ def main() -> None:
     jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
-    parser.add_argument("--potentials", nargs="+", default=["lj"], choices=["lj", "au"])
+    parser.add_argument("--potentials", nargs="+", default=["lj"], choices=["lj", "au", "si"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="write the table here")
     args = parser.parse_args()
