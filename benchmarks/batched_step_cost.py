@@ -11,10 +11,12 @@ float64 energies, all pairs. Per system (LJ13, LJ38, Au55 by default):
   ``cycles.cycles_advance`` over whole cycles, µs per structure and learned
   step with the polish amortised;
 
-and the breakdown, each part alone in a jitted scan of the same batch, µs per
-structure: the energy and gradient, one learned update (features, network,
-moments), the radial symmetry features alone, the network alone; and XLA's
-count of floating-point operations per structure in one learned update.
+and the breakdown, µs per structure: the radial symmetry features inside the
+search (the hopping search timed again with them replaced by zeros: the
+difference; parts timed alone in a scan of their own fuse differently and
+cost more than inside the search from 38 atoms on), the energy and gradient
+alone and the network alone (each in a jitted scan of the same batch); and
+XLA's count of floating-point operations per structure in one learned update.
 
 Run:
 
@@ -29,6 +31,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse
+import contextlib
 import platform
 import subprocess
 import time
@@ -55,6 +58,32 @@ def _float32(tree):
         ),
         tree,
     )
+
+
+@contextlib.contextmanager
+def _radial_features_replaced_by_zeros():
+    """Every search traced inside computes zeros for the radial features (of
+    the same shape), so that their share of a step can be timed."""
+    from ase_learn2hop import features, learned_hopping
+
+    original = features.radial_symmetry_features
+
+    def zeros(positions, context, **_):
+        return jnp.zeros(
+            (positions.shape[0], 2 * len(features.RADIAL_ETAS)), positions.dtype
+        )
+
+    def fresh_traces():
+        jax.clear_caches()
+        learned_hopping.learned_hopping.cache_clear()
+
+    features.radial_symmetry_features = zeros
+    fresh_traces()
+    try:
+        yield
+    finally:
+        features.radial_symmetry_features = original
+        fresh_traces()
 
 
 def _part_seconds(step, carry, batch: int, repeats: int) -> float:
@@ -107,15 +136,23 @@ def measure(name: str, batch: int, repeats: int) -> dict:
     def advance_hopping(search, steps):
         return learned_hopping.hopping_advance(search, steps, chunk_steps=steps)[0]
 
-    hopping_seconds = _search_seconds(
-        lambda: learned_hopping.hopping_start(
-            *common, system.potential_parameters, hopping=hopping, key=jax.random.key(1)
-        ),
-        advance_hopping,
-        SEARCH_STEPS,
-        batch,
-        repeats,
-    )
+    def time_hopping():
+        return _search_seconds(
+            lambda: learned_hopping.hopping_start(
+                *common,
+                system.potential_parameters,
+                hopping=hopping,
+                key=jax.random.key(1),
+            ),
+            advance_hopping,
+            SEARCH_STEPS,
+            batch,
+            repeats,
+        )
+
+    hopping_seconds = time_hopping()
+    with _radial_features_replaced_by_zeros():
+        no_radial_seconds = time_hopping()
     cycle = weights.horizon
 
     def advance_cycles(search, steps):
@@ -136,7 +173,7 @@ def measure(name: str, batch: int, repeats: int) -> dict:
     )
 
     value_and_grad = jax.vmap(jax.value_and_grad(system.energy_fn), in_axes=(0, None))
-    energy, gradient = value_and_grad(starts, system.potential_parameters)
+    _, gradient = value_and_grad(starts, system.potential_parameters)
     energy_seconds = _part_seconds(
         lambda x: x - 1e-9 * value_and_grad(x, system.potential_parameters)[1],
         starts,
@@ -149,13 +186,6 @@ def measure(name: str, batch: int, repeats: int) -> dict:
 
     batched_update = jax.vmap(one_update)
     states = jax.vmap(lambda x: learned_optimizer.init(x, context))(starts)
-
-    def update_step(carry):
-        x, state = carry
-        displacement, state = batched_update(state, x, gradient)
-        return x + 1e-9 * displacement, state
-
-    update_seconds = _part_seconds(update_step, (starts, states), batch, repeats)
     flops = (
         jax.jit(batched_update)
         .lower(states, starts, gradient)
@@ -165,13 +195,6 @@ def measure(name: str, batch: int, repeats: int) -> dict:
         / batch
     )
     context32 = _float32(context)
-    radial = jax.vmap(lambda x: features.radial_symmetry_features(x, context32))
-    radial_seconds = _part_seconds(
-        lambda x: x + 1e-30 * jnp.sum(radial(x), axis=-1, keepdims=True),
-        starts.astype(jnp.float32),
-        batch,
-        repeats,
-    )
     blocks = jax.vmap(
         lambda x, g, state: features.feature_blocks(
             config.features,
@@ -192,7 +215,6 @@ def measure(name: str, batch: int, repeats: int) -> dict:
         batch,
         repeats,
     )
-    del energy
     return {
         "system": name,
         "n_atoms": system.n_atoms,
@@ -202,8 +224,7 @@ def measure(name: str, batch: int, repeats: int) -> dict:
         "hopping_us": hopping_seconds * 1e6,
         "paper_us": paper_seconds * 1e6,
         "energy_gradient_us": energy_seconds * 1e6,
-        "update_us": update_seconds * 1e6,
-        "radial_us": radial_seconds * 1e6,
+        "no_radial_us": no_radial_seconds * 1e6,
         "network_us": network_seconds * 1e6,
         "update_kflops": flops / 1e3,
     }
@@ -213,17 +234,18 @@ def table(rows: list[dict]) -> str:
     lines = [
         (
             "| system | starts | whole search, hopping (µs) | whole search, paper "
-            "protocol, polish amortised (µs) | energy+grad (µs) | learned update "
-            "(µs) | of which radial (µs) | of which network (µs) | learned update "
-            "(kflop) |"
+            "protocol, polish amortised (µs) | radial features in the hopping "
+            "search (µs) | energy+grad alone (µs) | network alone (µs) | learned "
+            "update (kflop) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['system']} | {row['batch']} | {row['hopping_us']:.3g} "
-            f"| {row['paper_us']:.3g} | {row['energy_gradient_us']:.3g} "
-            f"| {row['update_us']:.3g} | {row['radial_us']:.3g} "
+            f"| {row['paper_us']:.3g} "
+            f"| {row['hopping_us'] - row['no_radial_us']:.3g} "
+            f"| {row['energy_gradient_us']:.3g} "
             f"| {row['network_us']:.3g} | {row['update_kflops']:.0f} |"
         )
     return "\n".join(lines)
