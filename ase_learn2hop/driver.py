@@ -142,33 +142,36 @@ def driver_init(
     )(positions, parameters, keys)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "steps", "record_every"))
+@functools.partial(jax.jit, static_argnames=("optimizer", "steps"))
 def driver_advance(
     optimizer: Optimizer,
     carry: DriverState,
     parameters: Any,
     shared: Any,
     target_energy: jax.Array,
+    active: jax.Array,
     steps: int,
-    record_every: int,
 ) -> tuple[DriverState, jax.Array]:
-    """``steps`` optimizer steps on every start (``steps`` a multiple of
-    ``record_every``).
+    """``active`` optimizer steps on every start, compiled for ``steps``.
+
+    ``active`` (at most ``steps``) is a traced scalar, so chunks of any length
+    up to ``steps`` run on one compiled program.
 
     Returns:
-        the new carry and ``[batch, steps // record_every]`` energies of the
-        current structures every ``record_every`` steps.
+        the new carry and ``[batch, steps]`` energies of the current structures
+        after each step (the first ``active`` are meaningful).
     """
 
     def run_one(carry: DriverState, parameters):
-        def advance(carry: DriverState, _):
-            return step_one(optimizer, carry, parameters, shared, target_energy), None
+        energies = jnp.zeros((steps,), carry.best_energy.dtype)
 
-        def record_block(carry: DriverState, _):
-            carry, _ = jax.lax.scan(advance, carry, length=record_every)
-            return carry, carry.state.energy
+        def advance(index, loop):
+            carry, energies = loop
+            carry = step_one(optimizer, carry, parameters, shared, target_energy)
+            return carry, energies.at[index].set(carry.state.energy)
 
-        return jax.lax.scan(record_block, carry, length=steps // record_every)
+        # A loop bound that is not a compile-time constant: a while loop.
+        return jax.lax.fori_loop(0, active, advance, (carry, energies))
 
     if carry.best_energy.shape[0] == 1:
         # A batch of one runs unbatched: under vmap every lax.cond of an
@@ -256,7 +259,8 @@ def advance(
     Args:
         record_every: steps between energy records (default: about
             `RECORD_POINTS` over the run).
-        chunk_steps: about this many steps per jitted call.
+        chunk_steps: at most this many steps per jitted call (unless
+            ``record_every`` is longer), all on one program compiled for it.
         progress: called with the number of steps of each finished chunk.
         first_step: the step count before this call (for ``record_steps``).
     """
@@ -265,19 +269,23 @@ def advance(
     record_every = record_every or record_interval(steps)
     target = jnp.asarray(target_energy, dtype=carry.best_energy.dtype)
     records, record_steps, done = [], [], first_step
-    for chunk in chunk_plan(int(steps), record_every, chunk_steps):
+    plan = chunk_plan(int(steps), record_every, chunk_steps)
+    # Every chunk runs on a program compiled for chunk_steps (or the longest
+    # chunk): runs of other lengths compile nothing new.
+    compiled = max([chunk_steps, *plan])
+    for chunk in plan:
         every = min(record_every, chunk)
         before = carry
         carry, energies = driver_advance(
-            optimizer, carry, parameters, shared, target, chunk, every
+            optimizer, carry, parameters, shared, target, chunk, compiled
         )
         while neighbours.overflowed(carry):
             # A neighbour list was too short: grow it, run the chunk again.
             parameters, before = neighbours.grown(parameters, before)
             carry, energies = driver_advance(
-                optimizer, before, parameters, shared, target, chunk, every
+                optimizer, before, parameters, shared, target, chunk, compiled
             )
-        records.append(np.asarray(energies))
+        records.append(np.asarray(energies)[:, every - 1 : chunk : every])
         record_steps.extend(done + every * np.arange(1, chunk // every + 1))
         done += chunk
         if progress is not None:

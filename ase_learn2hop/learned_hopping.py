@@ -462,7 +462,7 @@ def hopping_advance(
             search.theta,
             target_energy=search.target_energy,
             record_every=every,
-            chunk_steps=chunk,
+            chunk_steps=chunk_steps,
             progress=progress,
             first_step=steps_done,
         )

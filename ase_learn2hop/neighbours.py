@@ -242,4 +242,6 @@ def grown(parameters: Any, carry: Any) -> tuple[Any, Any]:
     n_atoms = lists[0].idx.shape[-2]
     if spec.capacity >= n_atoms - 1:
         raise RuntimeError("a neighbour list of every other atom overflowed")
-    return resized(parameters, carry, min(n_atoms - 1, math.ceil(GROWTH * spec.capacity)))
+    return resized(
+        parameters, carry, min(n_atoms - 1, math.ceil(GROWTH * spec.capacity))
+    )

@@ -96,15 +96,10 @@ def _learned_step(system, weights, positions, context, steps: int, repeats: int)
     optimizer = search.learned_steps(weights.config, system.energy_fn)
     carry = driver.start(optimizer, positions, parameters, weights.theta)
     target = jnp.asarray(-jnp.inf, jnp.float64)
+    active = jnp.asarray(steps)
     begin = time.perf_counter()
     compiled = driver.driver_advance.lower(
-        optimizer,
-        carry,
-        parameters,
-        weights.theta,
-        target,
-        steps=steps,
-        record_every=steps,
+        optimizer, carry, parameters, weights.theta, target, active, steps=steps
     ).compile()
     compile_seconds = time.perf_counter() - begin
     memory = compiled.memory_analysis()
@@ -117,7 +112,7 @@ def _learned_step(system, weights, positions, context, steps: int, repeats: int)
     def advance():
         # The timed chunks go on from where the last one ended.
         nonlocal carry
-        carry, energies = compiled(carry, parameters, weights.theta, target)
+        carry, energies = compiled(carry, parameters, weights.theta, target, active)
         jax.block_until_ready(energies)
         if neighbours.overflowed(carry):
             raise RuntimeError("the neighbour list overflowed: not timed")
@@ -210,7 +205,9 @@ def main() -> None:
     jax.config.update("jax_enable_x64", True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
-    parser.add_argument("--potentials", nargs="+", default=["lj"], choices=["lj", "au", "si"])
+    parser.add_argument(
+        "--potentials", nargs="+", default=["lj"], choices=["lj", "au", "si"]
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="write the table here")
     args = parser.parse_args()

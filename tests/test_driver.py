@@ -133,6 +133,21 @@ def test_chunking_does_not_change_results(lj7_starts):
     )
 
 
+def test_runs_of_other_lengths_compile_nothing_new(lj7_starts):
+    # Every chunk runs on one program compiled for chunk_steps, whatever the
+    # run's length and its remainder chunk (issue 12: a second run of another
+    # length must not pay the compilation again).
+    from ase_learn2hop.driver import driver_advance
+
+    optimizer = gradient_descent(lennard_jones_energy_fn, 1e-3)
+    run_batched(optimizer, lj7_starts, 250, chunk_steps=100)
+    compiled = driver_advance._cache_size()
+    for steps in (130, 37, 512):
+        result = run_batched(optimizer, lj7_starts, steps, chunk_steps=100)
+        assert int(result.carry.force_calls[0]) == steps + 1
+    assert driver_advance._cache_size() == compiled
+
+
 def test_progress_is_called_with_chunks_summing_to_steps(lj7_starts):
     optimizer = gradient_descent(lennard_jones_energy_fn, 1e-3)
     chunks = []
