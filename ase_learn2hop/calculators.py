@@ -17,8 +17,9 @@ energy or force that is not finite.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -90,13 +91,49 @@ def geometry_from_atoms(atoms) -> Geometry:
         ) from error
 
 
-def _bind(energy_fn, parameters) -> Callable[[jax.Array], jax.Array]:
-    """``positions -> energy_fn(positions, parameters)``."""
+class _Bound(NamedTuple):
+    """``positions -> energy_fn(positions, parameters)`` as a pytree whose
+    ``energy_fn`` is static (the potentials' functions are cached per geometry)
+    and whose ``parameters`` are traced: every calculator of the same potential
+    and shapes then shares one compiled program (`_checked_energy_and_forces`)."""
 
-    def bound(positions: jax.Array) -> jax.Array:
-        return energy_fn(positions, parameters)
+    energy_fn: Callable
+    parameters: Any
 
-    return bound
+    def __call__(self, positions: jax.Array) -> jax.Array:
+        return self.energy_fn(positions, self.parameters)
+
+
+jax.tree_util.register_pytree_node(
+    _Bound,
+    lambda bound: ((bound.parameters,), bound.energy_fn),
+    lambda energy_fn, children: _Bound(energy_fn, *children),
+)
+
+
+def _bind(energy_fn, parameters) -> _Bound:
+    return _Bound(energy_fn, parameters)
+
+
+def _energy_and_forces(energy, positions):
+    value, gradient = jax.value_and_grad(energy)(positions)
+    return value, -gradient
+
+
+def _checked(energy, positions, geometry):
+    # One fused call also returns the closest pair, so that coincident atoms
+    # (where Gupta stays finite) are reported by name.
+    value, forces = _energy_and_forces(energy, positions)
+    distances = potentials.safe_pairwise_distances(positions, geometry)
+    n_atoms = positions.shape[0]
+    distances = jnp.where(jnp.eye(n_atoms, dtype=bool), jnp.inf, distances)
+    flat_index = jnp.argmin(distances)
+    closest_pair = jnp.stack(jnp.unravel_index(flat_index, distances.shape))
+    return value, forces, closest_pair, distances.ravel()[flat_index]
+
+
+_shared_energy_and_forces = jax.jit(_energy_and_forces)
+_shared_checked = jax.jit(_checked, static_argnames=("geometry",))
 
 
 class JaxCalculator(Calculator):
@@ -241,25 +278,22 @@ class JaxCalculator(Calculator):
         self.check_atoms(atoms)
         self.geometry = geometry = geometry_from_atoms(atoms)
         energy_fn = self.make_energy_fn(atoms)
-        value_and_grad = jax.value_and_grad(energy_fn)
-
-        def energy_and_forces(positions):
-            energy, gradient = value_and_grad(positions)
-            return energy, -gradient
-
-        def checked_energy_and_forces(positions):
-            # One fused call also returns the closest pair, so that coincident
-            # atoms (where Gupta stays finite) are reported by name.
-            energy, forces = energy_and_forces(positions)
-            distances = potentials.safe_pairwise_distances(positions, geometry)
-            n_atoms = positions.shape[0]
-            distances = jnp.where(jnp.eye(n_atoms, dtype=bool), jnp.inf, distances)
-            flat_index = jnp.argmin(distances)
-            closest_pair = jnp.stack(jnp.unravel_index(flat_index, distances.shape))
-            return energy, forces, closest_pair, distances.ravel()[flat_index]
-
-        self._energy_and_forces = jax.jit(energy_and_forces)
-        self._checked_energy_and_forces = jax.jit(checked_energy_and_forces)
+        if isinstance(energy_fn, _Bound):
+            # Compiled once per potential, geometry and shapes, for every
+            # calculator instance.
+            self._energy_and_forces = functools.partial(
+                _shared_energy_and_forces, energy_fn
+            )
+            self._checked_energy_and_forces = functools.partial(
+                _shared_checked, energy_fn, geometry=geometry
+            )
+        else:
+            self._energy_and_forces = jax.jit(
+                functools.partial(_energy_and_forces, energy_fn)
+            )
+            self._checked_energy_and_forces = jax.jit(
+                functools.partial(_checked, energy_fn, geometry=geometry)
+            )
         self._cache_key = cache_key
 
 

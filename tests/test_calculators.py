@@ -1,8 +1,10 @@
 """ASE calculators: references (ASE, asap3, matscipy), relaxation under ASE's FIRE,
 the jit cache, and a clear error for every bad input."""
 
+import logging
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -205,6 +207,27 @@ def test_jitted_function_is_cached_until_numbers_or_cell_change():
     silicon.set_cell(silicon.cell * 1.01, scale_atoms=True)
     assert silicon.calc.energy_and_forces_fn(silicon) is not before
     assert silicon.calc.box_length == pytest.approx(1.01 * 10.862)
+
+
+def test_calculators_of_one_potential_share_one_compiled_program(caplog):
+    # A second calculator (another LearnedHopOptimizer, another script cell)
+    # compiles nothing new for the same potential and shapes, even with other
+    # parameters; each gives its own parameters' energy (ASE's as reference).
+    atoms = lennard_jones_13(rattle=0.1, seed=3)
+    atoms.set_chemical_symbols(["Ar"] * 13)
+    atoms.positions *= 2 ** (1 / 6) * 3.4
+    atoms.calc = LennardJones(sigma=3.4, epsilon=0.0104)
+    atoms.get_potential_energy()
+    energies = []
+    with jax.log_compiles(), caplog.at_level(logging.WARNING, logger="jax"):
+        for settings in ({"sigma": 3.4, "epsilon": 0.0104}, {"sigma": 3.3}):
+            atoms.calc = LennardJones(**settings)
+            energies.append((atoms.get_potential_energy(), settings))
+    messages = [record.getMessage() for record in caplog.records]
+    assert [message for message in messages if "Compiling" in message] == []
+    for energy, settings in energies:
+        atoms.calc = AseLennardJones(**settings)
+        assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
 
 
 def test_system_descriptions():
