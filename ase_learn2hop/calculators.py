@@ -95,7 +95,7 @@ class _Bound(NamedTuple):
     """``positions -> energy_fn(positions, parameters)`` as a pytree whose
     ``energy_fn`` is static (the potentials' functions are cached per geometry)
     and whose ``parameters`` are traced: every calculator of the same potential
-    and shapes then shares one compiled program (`_checked_energy_and_forces`)."""
+    and shapes then shares one compiled program (`_shared_checked`)."""
 
     energy_fn: Callable
     parameters: Any
@@ -109,10 +109,6 @@ jax.tree_util.register_pytree_node(
     lambda bound: ((bound.parameters,), bound.energy_fn),
     lambda energy_fn, children: _Bound(energy_fn, *children),
 )
-
-
-def _bind(energy_fn, parameters) -> _Bound:
-    return _Bound(energy_fn, parameters)
 
 
 def _energy_and_forces(energy, positions):
@@ -383,7 +379,7 @@ class LennardJones(JaxCalculator):
         _require_free_cluster(self, atoms)
 
     def make_energy_fn(self, atoms):
-        return _bind(
+        return _Bound(
             potentials.lennard_jones(self.geometry), self.lennard_jones_parameters
         )
 
@@ -443,7 +439,7 @@ class Gupta(JaxCalculator):
         parameters = potentials.gupta_input(
             self.parameter_set, self.species_indices(atoms)
         )
-        return _bind(potentials.gupta(self.geometry), parameters)
+        return _Bound(potentials.gupta(self.geometry), parameters)
 
 
 class StillingerWeber(JaxCalculator):
@@ -496,4 +492,4 @@ class StillingerWeber(JaxCalculator):
             )
 
     def make_energy_fn(self, atoms):
-        return _bind(potentials.stillinger_weber(self.geometry), None)
+        return _Bound(potentials.stillinger_weber(self.geometry), None)
