@@ -33,6 +33,7 @@ from ase_learn2hop.features import (
     FeatureSet,
     feature_blocks,
 )
+from ase_learn2hop.precision import floating_as
 from ase_learn2hop.systems import StructureContext
 
 Theta = dict[str, Any]
@@ -252,14 +253,7 @@ def update(
     # Features in the network's precision: the radial sums and the encoding's
     # logarithms are most of the cost of a step, and float32 halves it on CPU.
     def cast(tree):
-        return jax.tree_util.tree_map(
-            lambda leaf: (
-                leaf.astype(config.network_dtype)
-                if jnp.issubdtype(leaf.dtype, jnp.floating)
-                else leaf
-            ),
-            tree,
-        )
+        return floating_as(tree, config.network_dtype)
 
     listed = state.neighbours
     if listed is not None:

@@ -29,11 +29,12 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import jax
+import jax.numpy as jnp
 
-__all__ = ["float64", "in_float64"]
+__all__ = ["float64", "floating_as", "in_float64"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -58,3 +59,14 @@ def in_float64(fn: Callable[_P, _R]) -> Callable[_P, _R]:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def floating_as(tree: Any, dtype: Any) -> Any:
+    """``tree`` with every floating-point leaf cast to ``dtype`` (integer and
+    boolean leaves, e.g. species or neighbour indices, unchanged)."""
+    return jax.tree_util.tree_map(
+        lambda leaf: (
+            leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+        ),
+        tree,
+    )

@@ -42,6 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from potential_throughput import best_time_per_structure
 
+from ase_learn2hop.precision import floating_as
+
 DEFAULT_SYSTEMS = ("lj13", "lj38", "au55")
 #: Timed steps per chunk of the whole search.
 SEARCH_STEPS = 1000
@@ -49,15 +51,9 @@ SEARCH_STEPS = 1000
 PART_CALLS = 200
 
 
-def _float32(tree):
-    return jax.tree_util.tree_map(
-        lambda leaf: (
-            leaf.astype(jnp.float32)
-            if jnp.issubdtype(leaf.dtype, jnp.floating)
-            else leaf
-        ),
-        tree,
-    )
+def _as_float32(tree):
+    # As the learned step casts its inputs (learned_optimizer.update).
+    return floating_as(tree, jnp.float32)
 
 
 @contextlib.contextmanager
@@ -194,11 +190,11 @@ def measure(name: str, batch: int, repeats: int) -> dict:
         .get("flops", np.nan)
         / batch
     )
-    context32 = _float32(context)
+    context32 = _as_float32(context)
     blocks = jax.vmap(
         lambda x, g, state: features.feature_blocks(
             config.features,
-            *_float32((x, g, state.first_moments, state.second_moments)),
+            *_as_float32((x, g, state.first_moments, state.second_moments)),
             state.step,
             context32,
         )
