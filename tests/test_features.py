@@ -84,6 +84,19 @@ def test_neighbours_beyond_the_cutoff_contribute_nothing():
     assert float(cosine_cutoff(jnp.array(2.5), 2.5)) == 0.0
 
 
+@pytest.mark.parametrize("cutoff", [2.5, 1.0, 7.3])
+def test_float32_cutoff_is_the_cosine_to_float32_rounding(cutoff):
+    # The float32 cutoff is a polynomial (XLA's scalar cosine is slow on CPU):
+    # it must agree with the exact cosine as closely as float32 can.
+    r = np.linspace(0.0, 1.2 * cutoff, 100001)
+    exact = [0.5 * (math.cos(math.pi * x / cutoff) + 1.0) if x < cutoff else 0.0
+             for x in r.astype(np.float32).astype(float)]  # fmt: skip
+    cutoff_32 = np.asarray(cosine_cutoff(jnp.asarray(r, jnp.float32), cutoff))
+    assert cutoff_32.dtype == np.float32
+    np.testing.assert_allclose(cutoff_32, exact, rtol=0, atol=2e-7)
+    assert float(cosine_cutoff(jnp.float32(cutoff), cutoff)) == 0.0
+
+
 def test_radial_features_use_the_minimum_image_in_a_periodic_box():
     positions = jnp.array([[0.2, 5.0, 5.0], [9.8, 5.0, 5.0]])
     periodic = np.asarray(

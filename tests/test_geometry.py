@@ -226,3 +226,29 @@ def test_dissociated_cluster_is_recognised():
     assert not dissociated(jnp.asarray(positions), 1.0)
     positions[0] = positions.mean(axis=0) + 10.0
     assert dissociated(jnp.asarray(positions), 1.0)
+
+
+def test_random_frame_of_a_cluster_is_the_haar_rotation_of_its_gaussian_draw():
+    # Mezzadri (2007): Q of the QR of a Gaussian matrix, with R's diagonal made
+    # positive, is a uniformly random orthogonal matrix; NumPy's QR is the
+    # reference for the frame the learned hop starts from.
+    from ase_learn2hop.precision import float64
+
+    rng = np.random.default_rng(8)
+    positions = rng.normal(size=(7, 3))
+    gradient = rng.normal(size=(7, 3))
+    with float64():
+        for seed in range(20):
+            key = jax.random.key(seed)
+            draw = np.asarray(jax.random.normal(key, (3, 3), jnp.float64))
+            moved, moved_gradient = FREE.random_frame(
+                key, jnp.asarray(positions), jnp.asarray(gradient)
+            )
+            q, r = np.linalg.qr(draw)
+            rotation = q * np.sign(np.diag(r))
+            centroid = positions.mean(axis=0)
+            expected = (positions - centroid) @ rotation.T + centroid
+            np.testing.assert_allclose(moved, expected, atol=1e-12)
+            np.testing.assert_allclose(
+                moved_gradient, gradient @ rotation.T, atol=1e-12
+            )
