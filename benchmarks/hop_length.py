@@ -1,0 +1,111 @@
+"""Force calls to the global minimum against the hop length of learned basin hopping.
+
+`LearnedHopOptimizer`'s default hop is `learned_hopping.HOP_STEPS_PER_ATOM`
+(25) learned steps per atom, chosen on LJ26. This script measures other hop
+lengths: R searches of one system from the time-to-minimum benchmark's relaxed
+starts (``--seed`` picks the set of starts), run as one batch on the batched
+driver for a fixed number of force calls each, with the shipped weights; per
+hop length, the successes (the benchmark's criterion, within 1e-3 relative of
+the global minimum) and the median and quartiles of the force calls at the
+first hit (runs that fail count as above the budget). Force calls are exact
+(no timing), so a loaded machine changes nothing but the wall time.
+
+Run:
+
+    python benchmarks/hop_length.py --system lj55 --runs 12 --force-calls 80000 \
+        --hop-steps 700 950 1375 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ase_learn2hop import learned_hopping, protocols, systems
+from ase_learn2hop.benchmark import time_to_minimum_methods as methods
+from ase_learn2hop.precision import float64
+
+
+def first_hits(
+    system: systems.System, runs: int, force_calls: int, hop_steps: int, seed: int
+) -> np.ndarray:
+    """``[runs]`` force calls at which each search first reached the global
+    minimum (+inf where it did not within ``force_calls``)."""
+    starts = methods.relaxed_starts(system, jax.random.key(seed), runs)
+    weights = methods.learned_weights(system)
+    hopping = protocols.hopping_config(
+        weights, system, True, hop_steps, None, system.n_atoms
+    )
+    target = system.global_minimum * (1 - 1e-3)
+    with float64():
+        search = learned_hopping.hopping_start(
+            weights.theta,
+            weights.config,
+            system.energy_fn,
+            jnp.asarray(starts),
+            system.context,
+            system.potential_parameters,
+            hopping=hopping,
+            key=jax.random.key(1 + 100 * seed),
+            target_energy=target,
+        )
+        search, _, _ = learned_hopping.hopping_advance(
+            search, force_calls, chunk_steps=1000
+        )
+    hits = np.asarray(search.carry.first_hit).astype(float)
+    hits[hits <= 0] = np.inf
+    return hits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--system", default="lj55")
+    parser.add_argument("--runs", type=int, default=12)
+    parser.add_argument("--force-calls", type=int, default=80000)
+    parser.add_argument("--hop-steps", type=int, nargs="+", default=[700, 1375])
+    parser.add_argument("--seed", type=int, default=0, help="set of starts")
+    arguments = parser.parse_args()
+    system = systems.system_from_name(arguments.system)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(
+        f"{platform.machine()}, jax {jax.__version__}, code {commit}; "
+        f"{system.name}, {arguments.runs} runs, seed {arguments.seed}, "
+        f"{arguments.force_calls} force calls each, shipped weights\n"
+    )
+    print(
+        "| hop steps | successes | median force calls [q1, q3] | first hits | wall s |"
+    )
+    print("|---|---|---|---|---|")
+    for hop_steps in arguments.hop_steps:
+        started = time.perf_counter()
+        hits = first_hits(
+            system, arguments.runs, arguments.force_calls, hop_steps, arguments.seed
+        )
+        seconds = time.perf_counter() - started
+        quantiles = np.percentile(hits, [50, 25, 75])
+        median, first_quartile, third_quartile = (
+            f"{value:.0f}" if np.isfinite(value) else f"> {arguments.force_calls}"
+            for value in quantiles
+        )
+        listed = " ".join("-" if np.isinf(hit) else str(int(hit)) for hit in hits)
+        print(
+            f"| {hop_steps} | {int(np.isfinite(hits).sum())}/{len(hits)} | "
+            f"{median} [{first_quartile}, {third_quartile}] | "
+            f"{listed} | {seconds:.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
