@@ -33,13 +33,13 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import contextlib
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ase_learn2hop.training.run import current_commit
 from potential_throughput import best_time_per_structure
 
 from ase_learn2hop.precision import floating_as
@@ -261,12 +261,7 @@ def main() -> None:
         row = measure(name, args.starts, args.repeats)
         print(row, f"({time.perf_counter() - started:.0f} s)", flush=True)
         rows.append(row)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    commit = current_commit()
     text = (
         f"$ python benchmarks/batched_step_cost.py --systems {' '.join(args.systems)} "
         f"--starts {args.starts}\n"

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ase_learn2hop.training.run import current_commit
 
 from ase_learn2hop import learned_hopping, protocols, systems
 from ase_learn2hop.benchmark import time_to_minimum_methods as methods
@@ -72,12 +72,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="set of starts")
     arguments = parser.parse_args()
     system = systems.system_from_name(arguments.system)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        check=False,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    commit = current_commit()
     print(
         f"{platform.machine()}, jax {jax.__version__}, code {commit}; "
         f"{system.name}, {arguments.runs} runs, seed {arguments.seed}, "
