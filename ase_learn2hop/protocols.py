@@ -39,17 +39,20 @@ def check_count(value, name: str = "steps") -> int:
 def hopping_config(
     weights, system, fast: bool, hop_steps: Any, temperature: Any, n_atoms: int
 ) -> hopping_loop.HoppingConfig:
-    """The `HoppingConfig` of an optimizer: ``hop_steps`` defaults to the
-    weights' horizon when they were trained for hopping (else
-    `learned_hopping.default_hop_steps` of the system's size), ``temperature`` to the potential's
-    (`learned_hopping.default_temperature`)."""
+    """The `HoppingConfig` of an optimizer: ``hop_steps`` defaults to the hop
+    the weights were trained for when they were trained for hopping (their
+    ``hop_steps_per_atom`` times the atoms, or their horizon), else to
+    `learned_hopping.default_hop_steps` of the system's size; ``temperature``
+    to the potential's (`learned_hopping.default_temperature`)."""
     if hop_steps is None:
-        trained = weights.manifest.get("training", {}).get("protocol")
-        hop_steps = (
-            weights.horizon
-            if trained == "hopping"
-            else hopping_loop.default_hop_steps(n_atoms)
-        )
+        training = weights.manifest.get("training", {})
+        per_atom = training.get("hop_steps_per_atom")
+        if training.get("protocol") != "hopping":
+            hop_steps = hopping_loop.default_hop_steps(n_atoms)
+        elif per_atom:
+            hop_steps = int(per_atom) * int(n_atoms)
+        else:
+            hop_steps = weights.horizon
     hop_steps = check_count(hop_steps, "hop_steps")
     if hop_steps < 1:
         raise ValueError("hop_steps must be at least 1")

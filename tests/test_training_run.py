@@ -92,3 +92,43 @@ def test_every_shipped_config_names_real_systems_and_a_strategy():
         for name in config["systems"]:
             assert systems.system_from_name(name).n_atoms > 0, name
         assert config["notes"], path.name
+
+
+def test_hopping_run_with_hops_per_atom_sets_the_optimizers_hop(tmp_path, monkeypatch):
+    """A hopping-protocol run trains hops of ``hop_steps_per_atom`` times each
+    system's atoms, and the optimizer hops the same way on any size."""
+    from ase_learn2hop.training.run import hopping_config, load_config
+
+    from ase_learn2hop import protocols
+
+    monkeypatch.setenv("LEARN2HOP_CACHE", str(tmp_path / "cache"))
+    config = {
+        "name": "tiny_hopping",
+        "systems": ["lj7"],
+        "protocol": "hopping",
+        "strategy": "ga",
+        "horizon": 50,
+        "hop_steps_per_atom": 3,
+        "budget": 60,
+        "population": 2,
+        "confirm_instances": 1,
+        "updates": 1,
+        "validation_starts": 1,
+        "validate_every": 1,
+        "adam_reference_starts": 2,
+    }
+    config_path = tmp_path / "tiny_hopping.json"
+    config_path.write_text(json.dumps(config))
+    assert hopping_config(load_config(str(config_path)), 7).hop_steps == 21
+    out = tmp_path / "run"
+    assert main(["train", str(config_path), "--out", str(out), "--quiet"]) == 0
+    weights = load_weights(out / "tiny_hopping.json")
+    for n_atoms in (7, 13, 38):
+        system = systems.lennard_jones_system(n_atoms)
+        hopping = protocols.hopping_config(weights, system, True, None, None, n_atoms)
+        assert hopping.hop_steps == 3 * n_atoms
+    # Weights trained for the paper's protocol keep the default law.
+    paper = load_weights("lj")
+    system = systems.lennard_jones_system(13)
+    hopping = protocols.hopping_config(paper, system, True, None, None, 13)
+    assert hopping.hop_steps == 25 * 13

@@ -74,6 +74,8 @@ DEFAULTS: dict[str, Any] = {
     "protocol": "paper",
     "budget": 2000,
     "temperature": 0.8,
+    # Hopping only: hops of this many learned steps per atom (None: ``horizon``).
+    "hop_steps_per_atom": None,
 }
 OVERRIDABLE = (
     "strategy",
@@ -185,17 +187,23 @@ def adam_reference_steps(config: dict[str, Any]) -> int:
     return config["budget"] if config["protocol"] == "hopping" else config["horizon"]
 
 
-def hopping_config(config: dict[str, Any]) -> HoppingConfig:
-    """The learned basin hopping a hopping-protocol config trains for."""
-    return HoppingConfig(
-        hop_steps=int(config["horizon"]), temperature=float(config["temperature"])
-    )
+def hopping_config(config: dict[str, Any], n_atoms: int) -> HoppingConfig:
+    """The learned basin hopping a hopping-protocol config trains for on a
+    system of ``n_atoms``: hops of ``hop_steps_per_atom`` times the atoms when
+    the config sets it (the product then scales hops the same way), else of
+    ``horizon`` learned steps."""
+    per_atom = config.get("hop_steps_per_atom")
+    hop_steps = int(per_atom) * n_atoms if per_atom else int(config["horizon"])
+    return HoppingConfig(hop_steps=hop_steps, temperature=float(config["temperature"]))
 
 
 def meta_loss_from_config(config: dict[str, Any], tasks, network):
     if config["protocol"] == "hopping":
         return make_hopping_meta_loss(
-            tasks, network, hopping_config(config), int(config["budget"])
+            tasks,
+            network,
+            [hopping_config(config, task.system.n_atoms) for task in tasks],
+            int(config["budget"]),
         )
     if config["protocol"] != "paper":
         raise SystemExit(
