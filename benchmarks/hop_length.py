@@ -1,4 +1,4 @@
-"""Force calls to the global minimum against the hop length of learned basin hopping.
+"""Force calls to the global minimum against the hop length and weights of learned basin hopping.
 
 `LearnedHopOptimizer`'s default hop is `learned_hopping.HOP_STEPS_PER_ATOM`
 (25) learned steps per atom, chosen on LJ26. This script measures other hop
@@ -19,6 +19,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import time
 
@@ -30,15 +31,24 @@ from ase_learn2hop.training.run import current_commit
 from ase_learn2hop import learned_hopping, protocols, systems
 from ase_learn2hop.benchmark import time_to_minimum_methods as methods
 from ase_learn2hop.precision import float64
+from ase_learn2hop.weights import load_weights
 
 
 def first_hits(
-    system: systems.System, runs: int, force_calls: int, hop_steps: int, seed: int
-) -> np.ndarray:
-    """``[runs]`` force calls at which each search first reached the global
-    minimum (+inf where it did not within ``force_calls``)."""
+    system: systems.System,
+    runs: int,
+    force_calls: int,
+    hop_steps: int | None,
+    seed: int,
+    weights: str | None = None,
+) -> tuple[np.ndarray, int]:
+    """``([runs], hop steps)``: the force calls at which each search first
+    reached the global minimum (+inf where it did not within ``force_calls``),
+    and the hop length used (``None``: the weights' default)."""
     starts = methods.relaxed_starts(system, jax.random.key(seed), runs)
-    weights = methods.learned_weights(system)
+    weights = (
+        methods.learned_weights(system) if weights is None else load_weights(weights)
+    )
     hopping = protocols.hopping_config(
         weights, system, True, hop_steps, None, system.n_atoms
     )
@@ -60,7 +70,7 @@ def first_hits(
         )
     hits = np.asarray(search.carry.first_hit).astype(float)
     hits[hits <= 0] = np.inf
-    return hits
+    return hits, hopping.hop_steps
 
 
 def main() -> None:
@@ -68,7 +78,19 @@ def main() -> None:
     parser.add_argument("--system", default="lj55")
     parser.add_argument("--runs", type=int, default=12)
     parser.add_argument("--force-calls", type=int, default=80000)
-    parser.add_argument("--hop-steps", type=int, nargs="+", default=[700, 1375])
+    parser.add_argument(
+        "--hop-steps",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="hop lengths (default: each weight file's own)",
+    )
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        default=[None],
+        help="weight files, shipped names or paths (default: the shipped default)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="set of starts")
     arguments = parser.parse_args()
     system = systems.system_from_name(arguments.system)
@@ -76,16 +98,22 @@ def main() -> None:
     print(
         f"{platform.machine()}, jax {jax.__version__}, code {commit}; "
         f"{system.name}, {arguments.runs} runs, seed {arguments.seed}, "
-        f"{arguments.force_calls} force calls each, shipped weights\n"
+        f"{arguments.force_calls} force calls each\n"
     )
     print(
-        "| hop steps | successes | median force calls [q1, q3] | first hits | wall s |"
+        "| weights | hop steps | successes | median force calls [q1, q3] "
+        "| first hits | wall s |"
     )
-    print("|---|---|---|---|---|")
-    for hop_steps in arguments.hop_steps:
+    print("|---|---|---|---|---|---|")
+    for weights, hop_steps in itertools.product(arguments.weights, arguments.hop_steps):
         started = time.perf_counter()
-        hits = first_hits(
-            system, arguments.runs, arguments.force_calls, hop_steps, arguments.seed
+        hits, hop_steps = first_hits(
+            system,
+            arguments.runs,
+            arguments.force_calls,
+            hop_steps,
+            arguments.seed,
+            weights,
         )
         seconds = time.perf_counter() - started
         quantiles = np.percentile(hits, [50, 25, 75])
@@ -95,7 +123,8 @@ def main() -> None:
         )
         listed = " ".join("-" if np.isinf(hit) else str(int(hit)) for hit in hits)
         print(
-            f"| {hop_steps} | {int(np.isfinite(hits).sum())}/{len(hits)} | "
+            f"| {weights or 'default'} | {hop_steps} | "
+            f"{int(np.isfinite(hits).sum())}/{len(hits)} | "
             f"{median} [{first_quartile}, {third_quartile}] | "
             f"{listed} | {seconds:.0f} |",
             flush=True,
