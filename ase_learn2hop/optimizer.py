@@ -161,7 +161,7 @@ class LearnedHopOptimizer(Optimizer):
             self.system, self.fast, self.context = problem[:3]
             self.energy_fn, self.potential_parameters = problem[3:]
             self.weights = weight_files.weights_for(
-                self.system, weights, self.context.species
+                self.system, weights, self.context.species, protocol
             )
         self.seed = seed
         self.n_starts = n_starts

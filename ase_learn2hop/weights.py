@@ -230,6 +230,11 @@ DEFAULT_WEIGHTS = {
     "gupta": ("bimetallic",),
     "sw": ("si64",),
 }
+#: Weights trained for learned basin hopping (``protocol="hopping"``, the
+#: default search), preferred by that protocol before `DEFAULT_WEIGHTS`.
+DEFAULT_HOPPING_WEIGHTS = {
+    "lj": ("lj_hopping",),
+}
 
 
 class NoSuitableWeightsError(ValueError):
@@ -249,14 +254,22 @@ def weights_fit(weights: LearnedWeights, system_name: str, n_species: int) -> st
 
 
 def default_weights_for(
-    family: str, potential: str, system_name: str
+    family: str, potential: str, system_name: str, protocol: str = "paper"
 ) -> LearnedWeights:
     """The shipped weights that fit a system, or a clear error.
 
     Lennard-Jones clusters get ``lj`` (else ``lj13``), gold ``au55``, silver-gold
-    ``agau``, other bimetallic clusters ``bimetallic``, silicon ``si64``.
+    ``agau``, other bimetallic clusters ``bimetallic``, silicon ``si64``; with
+    ``protocol="hopping"`` weights trained for hopping come first
+    (`DEFAULT_HOPPING_WEIGHTS`: ``lj_hopping`` for Lennard-Jones).
     """
-    candidates = DEFAULT_WEIGHTS.get(family, DEFAULT_WEIGHTS.get(potential, ()))
+
+    def by_system(table):
+        return table.get(family, table.get(potential, ()))
+
+    candidates = by_system(DEFAULT_WEIGHTS)
+    if protocol == "hopping":
+        candidates = by_system(DEFAULT_HOPPING_WEIGHTS) + candidates
     available = available_pretrained()
     for name in candidates:
         if name in available:
@@ -269,16 +282,22 @@ def default_weights_for(
 
 
 def resolve_weights(
-    weights, family: str, potential: str, system_name: str, n_species: int
+    weights,
+    family: str,
+    potential: str,
+    system_name: str,
+    n_species: int,
+    protocol: str = "paper",
 ) -> LearnedWeights:
-    """Loaded weights (given, by name or path, or the shipped default) that fit.
+    """Loaded weights (given, by name or path, or the shipped default for the
+    search ``protocol``) that fit.
 
     Raises:
         NoSuitableWeightsError: none fit.
         WeightFileError: a named weight file cannot be read.
     """
     if weights is None:
-        weights = default_weights_for(family, potential, system_name)
+        weights = default_weights_for(family, potential, system_name, protocol)
     elif not isinstance(weights, LearnedWeights):
         weights = load_weights(weights)
     reason = weights_fit(weights, system_name, n_species)
@@ -287,7 +306,7 @@ def resolve_weights(
     return weights
 
 
-def weights_for(system, weights, species) -> LearnedWeights:
+def weights_for(system, weights, species, protocol: str = "paper") -> LearnedWeights:
     """`resolve_weights` for a `systems.System`, or for atoms under a calculator
     that is not ours (``system=None``: weights must then be named).
 
@@ -303,5 +322,5 @@ def weights_for(system, weights, species) -> LearnedWeights:
             )
         return resolve_weights(weights, "", "", "this system", n_species)
     return resolve_weights(
-        weights, system.family, system.potential, system.name, n_species
+        weights, system.family, system.potential, system.name, n_species, protocol
     )

@@ -264,27 +264,36 @@ def test_weights_from_a_file(tmp_path):
     optimizer.run(steps=5)
 
 
-#: The shipped weights LearnedHopOptimizer picks with ``weights=None``.
+#: The shipped weights LearnedHopOptimizer picks with ``weights=None``, by
+#: system and protocol: Lennard-Jones hops with the weights trained for hopping.
 SHIPPED_WEIGHTS_BY_SYSTEM = [
-    ("lj13", "lj"),
-    ("lj60", "lj"),
-    ("au55", "au55"),
-    ("si64", "si64"),
-    ("Ag19Au19", "agau"),
-    ("Pd19Pt19", "bimetallic"),
+    ("lj13", "hopping", "lj_hopping"),
+    ("lj60", "hopping", "lj_hopping"),
+    ("lj13", "paper", "lj"),
+    ("lj60", "paper", "lj"),
+    ("au55", "hopping", "au55"),
+    ("au55", "paper", "au55"),
+    ("si64", "hopping", "si64"),
+    ("Ag19Au19", "hopping", "agau"),
+    ("Pd19Pt19", "hopping", "bimetallic"),
 ]
 
 
-@pytest.mark.parametrize("name, expected", SHIPPED_WEIGHTS_BY_SYSTEM)
-def test_shipped_weights_are_picked_by_system(name, expected):
+@pytest.mark.parametrize("name, protocol, expected", SHIPPED_WEIGHTS_BY_SYSTEM)
+def test_shipped_weights_are_picked_by_system(name, protocol, expected):
     from ase_learn2hop.conversion import atoms_from_system, calculator_for
 
     system = systems.system_from_name(name)
     start = np.asarray(systems.starting_structures(jax.random.key(0), system, 1)[0])
     atoms = atoms_from_system(system, start)
     atoms.calc = calculator_for(system)
-    optimizer = LearnedHopOptimizer(atoms, logfile=None)
+    optimizer = LearnedHopOptimizer(atoms, logfile=None, protocol=protocol)
     assert optimizer.weights.name == expected
+    if protocol == "hopping":
+        # Hops as long as the weights were trained for: 10 learned steps per
+        # atom for lj_hopping, 25 per atom for weights of the paper's protocol.
+        per_atom = 10 if expected == "lj_hopping" else 25
+        assert optimizer.hopping.hop_steps == per_atom * system.n_atoms
     manifest = optimizer.weights.manifest
     for key in ("systems", "commit", "horizon", "training", "command"):
         assert manifest[key], key

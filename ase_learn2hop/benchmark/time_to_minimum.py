@@ -186,7 +186,7 @@ def _warmup_calls(system: systems.System, method: str) -> int:
         return 2 * LEARNED_CHUNK + 1
     if method == "learned_paper":
         # One whole cycle, its polish and one more chunk: every jitted piece.
-        horizon = learned_weights(system).horizon
+        horizon = learned_weights(system, "paper").horizon
         return horizon + 2 * (POLISH_STEPS + 1) + 2 * LEARNED_CHUNK
     return WARMUP_FORCE_CALLS
 

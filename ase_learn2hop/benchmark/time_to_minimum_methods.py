@@ -192,15 +192,22 @@ def relaxed_starts(
 # -- the runners -----------------------------------------------------------------
 
 
-def learned_weights(system: systems.System) -> weight_files.LearnedWeights:
-    """The shipped weights for ``system`` (loaded once per system)."""
+def learned_weights(
+    system: systems.System, protocol: str = "hopping"
+) -> weight_files.LearnedWeights:
+    """The shipped weights `LearnedHopOptimizer` picks for ``system`` and the
+    search ``protocol`` (loaded once per system)."""
     n_species = len(np.unique(np.asarray(system.context.species)))
-    return _shipped_weights(system.family, system.potential, system.name, n_species)
+    return _shipped_weights(
+        system.family, system.potential, system.name, n_species, protocol
+    )
 
 
 @functools.cache
-def _shipped_weights(family, potential, name, n_species):
-    return weight_files.resolve_weights(None, family, potential, name, n_species)
+def _shipped_weights(family, potential, name, n_species, protocol):
+    return weight_files.resolve_weights(
+        None, family, potential, name, n_species, protocol
+    )
 
 
 def _watch(recorder: _Recorder, search, advance) -> RunTrace:
@@ -220,12 +227,16 @@ def _watch(recorder: _Recorder, search, advance) -> RunTrace:
 
 
 def _run_learned_search(
-    system, start, seconds, force_calls, target, begin, advance, settings
+    system, start, seconds, force_calls, target, protocol, settings
 ) -> RunTrace:
-    """A batch-of-one learned search with the shipped weights: ``begin`` is
-    `learned_hopping.hopping_start` or `cycles.cycles_start`, ``settings(weights)``
-    its protocol's keyword arguments."""
-    weights = learned_weights(system)
+    """A batch-of-one learned search with the shipped weights of ``protocol``
+    ("hopping": `learned_hopping`, "paper": `cycles`); ``settings(weights)``
+    its keyword arguments."""
+    weights = learned_weights(system, protocol)
+    begin, advance = {
+        "hopping": (learned_hopping.hopping_start, learned_hopping.hopping_advance),
+        "paper": (cycles.cycles_start, cycles.cycles_advance),
+    }[protocol]
     recorder = _Recorder(seconds, force_calls, target)
     with float64():
         search = begin(
@@ -259,8 +270,7 @@ def run_learned(system, start, seconds, force_calls, target, seed) -> RunTrace:
         seconds,
         force_calls,
         target,
-        learned_hopping.hopping_start,
-        learned_hopping.hopping_advance,
+        "hopping",
         settings,
     )
 
@@ -279,8 +289,7 @@ def run_learned_paper(system, start, seconds, force_calls, target, seed) -> RunT
         seconds,
         force_calls,
         target,
-        cycles.cycles_start,
-        cycles.cycles_advance,
+        "paper",
         settings,
     )
 
