@@ -66,14 +66,16 @@ class LearnedHopOptimizer(Optimizer):
             L-BFGS quenches, Metropolis acceptance at ``temperature``; a step
             is one force call); ``"paper"``: the paper's cycles of H learned
             steps and a gradient-descent polish (`cycles`).
-        hop_steps: learned steps per hop (default: the weights' horizon when
-            they were trained for hopping, else
-            `learned_hopping.default_hop_steps`: 25 per atom).
+        hop_steps: learned steps per hop (default: the hop the weights were
+            trained for when they were trained for hopping, e.g. 10 per atom
+            for ``lj_hopping``, else `learned_hopping.default_hop_steps`: 25
+            per atom).
         temperature: Metropolis kT of hopping (energy units; default per
             potential, `learned_hopping.default_temperature`).
         weights: a `weights.LearnedWeights`, a shipped name (``"lj"``) or a
             path to a weight manifest; ``None`` picks the shipped weights that
-            fit the system.
+            fit the system and the protocol (``lj_hopping`` for Lennard-Jones
+            hopping, ``lj`` for its paper protocol).
         restart: file the search state is written to at every chunk; an
             existing one is read back, and the run continues where it stopped.
         logfile: ``"-"`` for stdout, a path, a file object, or ``None``.
