@@ -36,6 +36,17 @@ def check_count(value, name: str = "steps") -> int:
     return int(value)
 
 
+def trained_hop_steps(training: dict, n_atoms: int) -> int:
+    """The hop a hopping-protocol training config (a weight manifest's
+    ``training``) trains for on ``n_atoms``: ``hop_steps_per_atom`` times the
+    atoms when set, else ``horizon`` learned steps. Training and the optimizer
+    both read hops from here, so the weights hop as they were trained."""
+    per_atom = training.get("hop_steps_per_atom")
+    if per_atom:
+        return int(per_atom) * int(n_atoms)
+    return int(training["horizon"])
+
+
 def hopping_config(
     weights, system, fast: bool, hop_steps: Any, temperature: Any, n_atoms: int
 ) -> hopping_loop.HoppingConfig:
@@ -46,13 +57,12 @@ def hopping_config(
     to the potential's (`learned_hopping.default_temperature`)."""
     if hop_steps is None:
         training = weights.manifest.get("training", {})
-        per_atom = training.get("hop_steps_per_atom")
-        if training.get("protocol") != "hopping":
-            hop_steps = hopping_loop.default_hop_steps(n_atoms)
-        elif per_atom:
-            hop_steps = int(per_atom) * int(n_atoms)
+        if training.get("protocol") == "hopping":
+            hop_steps = trained_hop_steps(
+                {**training, "horizon": weights.horizon}, n_atoms
+            )
         else:
-            hop_steps = weights.horizon
+            hop_steps = hopping_loop.default_hop_steps(n_atoms)
     hop_steps = check_count(hop_steps, "hop_steps")
     if hop_steps < 1:
         raise ValueError("hop_steps must be at least 1")

@@ -1,8 +1,10 @@
 """Force calls to the global minimum against the hop length and weights of learned basin hopping.
 
-`LearnedHopOptimizer`'s default hop is `learned_hopping.HOP_STEPS_PER_ATOM`
-(25) learned steps per atom, chosen on LJ26. This script measures other hop
-lengths: R searches of one system from the time-to-minimum benchmark's relaxed
+`LearnedHopOptimizer` hops as long as its weights were trained for
+(`lj_hopping`: 10 learned steps per atom), and weights trained for the
+paper's protocol `learned_hopping.HOP_STEPS_PER_ATOM` (25) steps per atom,
+chosen on LJ26 with `lj`. This script measures other hop lengths and weights:
+R searches of one system from the time-to-minimum benchmark's relaxed
 starts (``--seed`` picks the set of starts), run as one batch on the batched
 driver for a fixed number of force calls each, with the shipped weights; per
 hop length, the successes (the benchmark's criterion, within 1e-3 relative of

@@ -29,6 +29,7 @@ import ase_learn2hop
 from ase_learn2hop.features import FeatureSet
 from ase_learn2hop.learned_hopping import HoppingConfig
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, init_theta
+from ase_learn2hop.protocols import trained_hop_steps
 from ase_learn2hop.systems import system_from_name
 from ase_learn2hop.weights import load_weights, save_weights
 
@@ -189,12 +190,12 @@ def adam_reference_steps(config: dict[str, Any]) -> int:
 
 def hopping_config(config: dict[str, Any], n_atoms: int) -> HoppingConfig:
     """The learned basin hopping a hopping-protocol config trains for on a
-    system of ``n_atoms``: hops of ``hop_steps_per_atom`` times the atoms when
-    the config sets it (the product then scales hops the same way), else of
-    ``horizon`` learned steps."""
-    per_atom = config.get("hop_steps_per_atom")
-    hop_steps = int(per_atom) * n_atoms if per_atom else int(config["horizon"])
-    return HoppingConfig(hop_steps=hop_steps, temperature=float(config["temperature"]))
+    system of ``n_atoms`` (`protocols.trained_hop_steps`, which the
+    optimizer reads from the weights' manifest too)."""
+    return HoppingConfig(
+        hop_steps=trained_hop_steps(config, n_atoms),
+        temperature=float(config["temperature"]),
+    )
 
 
 def meta_loss_from_config(config: dict[str, Any], tasks, network):

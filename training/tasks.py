@@ -151,22 +151,20 @@ def make_meta_loss(
 def make_hopping_meta_loss(
     tasks: list[MetaTask],
     config: LearnedOptimizerConfig,
-    hopping: HoppingConfig | list[HoppingConfig],
+    hopping: list[HoppingConfig],
     budget: int,
 ):
     """``loss_fn(theta, instance) -> scalar``: learned basin hopping for
     ``budget`` force calls from each task's start; the mean over the calls of
     the best energy so far over |E_adam|, averaged over tasks.
 
-    ``hopping`` is one `HoppingConfig` for every task, or one per task (hops
-    that scale with the system's size).
+    ``hopping`` has one `HoppingConfig` per task (hops can scale with the
+    system's size).
 
     The Metropolis draws use a fixed key: a candidate's loss is a function of
     theta and the instance alone (instances differ, so acceptance does too).
     """
     scales = [abs(task.adam_best_energy) for task in tasks]
-    if isinstance(hopping, HoppingConfig):
-        hopping = [hopping] * len(tasks)
     if len(hopping) != len(tasks):
         raise ValueError(f"{len(hopping)} hopping configs for {len(tasks)} tasks")
 
