@@ -43,16 +43,18 @@ def first_hits(
     hop_steps: int | None,
     seed: int,
     weights: str | None = None,
+    temperature: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """``([runs], hop steps)``: the force calls at which each search first
     reached the global minimum (+inf where it did not within ``force_calls``),
-    and the hop length used (``None``: the weights' default)."""
+    and the hop length used (``None``: the weights' default); ``temperature``
+    ``None`` is the potential's (`learned_hopping.default_temperature`)."""
     starts = methods.relaxed_starts(system, jax.random.key(seed), runs)
     weights = (
         methods.learned_weights(system) if weights is None else load_weights(weights)
     )
     hopping = protocols.hopping_config(
-        weights, system, True, hop_steps, None, system.n_atoms
+        weights, system, True, hop_steps, temperature, system.n_atoms
     )
     target = system.global_minimum * (1 - 1e-3)
     with float64():
@@ -93,6 +95,13 @@ def main() -> None:
         default=[None],
         help="weight files, shipped names or paths (default: the shipped default)",
     )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="Metropolis temperatures kT (default: the potential's)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="set of starts")
     arguments = parser.parse_args()
     system = systems.system_from_name(arguments.system)
@@ -104,10 +113,12 @@ def main() -> None:
     )
     print(
         "| weights | hop steps | successes | median force calls [q1, q3] "
-        "| first hits | wall s |"
+        "| kT | first hits | wall s |"
     )
-    print("|---|---|---|---|---|---|")
-    for weights, hop_steps in itertools.product(arguments.weights, arguments.hop_steps):
+    print("|---|---|---|---|---|---|---|")
+    for weights, hop_steps, temperature in itertools.product(
+        arguments.weights, arguments.hop_steps, arguments.temperature
+    ):
         started = time.perf_counter()
         hits, hop_steps = first_hits(
             system,
@@ -116,6 +127,7 @@ def main() -> None:
             hop_steps,
             arguments.seed,
             weights,
+            temperature,
         )
         seconds = time.perf_counter() - started
         quantiles = np.percentile(hits, [50, 25, 75])
@@ -128,7 +140,7 @@ def main() -> None:
             f"| {weights or 'default'} | {hop_steps} | "
             f"{int(np.isfinite(hits).sum())}/{len(hits)} | "
             f"{median} [{first_quartile}, {third_quartile}] | "
-            f"{listed} | {seconds:.0f} |",
+            f"{'default' if temperature is None else temperature} | {listed} | {seconds:.0f} |",
             flush=True,
         )
 
