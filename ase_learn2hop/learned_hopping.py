@@ -53,22 +53,6 @@ from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta
 from ase_learn2hop.search import SearchParameters
 from ase_learn2hop.systems import StructureContext, broadcast_to_batch
 
-#: Metropolis temperature kT per potential family (energy units: reduced for
-#: Lennard-Jones, times epsilon in ASE's units; eV for Gupta and
-#: Stillinger-Weber), the basin-hopping temperatures of the benchmark; any
-#: other calculator gets `GENERIC_TEMPERATURE` eV.
-HOPPING_TEMPERATURE = {"lj": 0.8, "gupta": 0.2, "sw": 1.0}
-GENERIC_TEMPERATURE = 0.2
-#: Learned steps per hop, per atom, for weights trained on the paper's
-#: protocol: larger clusters need longer hops (LJ13 and LJ26 with the ``lj``
-#: weights, README); weights trained for hopping carry their own hop length.
-HOP_STEPS_PER_ATOM = 25
-
-
-def default_hop_steps(n_atoms: int) -> int:
-    """`HOP_STEPS_PER_ATOM` times the number of atoms."""
-    return HOP_STEPS_PER_ATOM * int(n_atoms)
-
 
 class HoppingConfig(NamedTuple):
     """Settings of learned basin hopping (hashable: a static argument).
@@ -485,16 +469,3 @@ def hopping_advance(
         np.concatenate(records, axis=1) if records else np.zeros((batch, 0))
     )
     return search, np.asarray(record_steps, dtype=int), energy_records
-
-
-def default_temperature(potential: str | None, potential_parameters: Any) -> float:
-    """`HOPPING_TEMPERATURE` of a potential family (``None``: another
-    calculator, `GENERIC_TEMPERATURE` eV); Lennard-Jones in ASE's units is
-    scaled by its epsilon."""
-    if potential is None:
-        return GENERIC_TEMPERATURE
-    temperature = HOPPING_TEMPERATURE[potential]
-    epsilon = getattr(potential_parameters, "epsilon", None)
-    if potential == "lj" and epsilon is not None:
-        temperature *= float(epsilon)
-    return temperature

@@ -68,10 +68,10 @@ class LearnedHopOptimizer(Optimizer):
             steps and a gradient-descent polish (`cycles`).
         hop_steps: learned steps per hop (default: the hop the weights were
             trained for when they were trained for hopping, e.g. 10 per atom
-            for ``lj_hopping``, else `learned_hopping.default_hop_steps`: 25
+            for ``lj_hopping``, else `protocols.default_hop_steps`: 25
             per atom).
         temperature: Metropolis kT of hopping (energy units; default per
-            potential, `learned_hopping.default_temperature`).
+            potential, `protocols.default_temperature`).
         weights: a `weights.LearnedWeights`, a shipped name (``"lj"``) or a
             path to a weight manifest; ``None`` picks the shipped weights that
             fit the system and the protocol (``lj_hopping`` for Lennard-Jones

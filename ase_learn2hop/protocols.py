@@ -26,6 +26,35 @@ from ase_learn2hop.precision import float64
 
 PROTOCOLS = ("hopping", "paper")
 
+#: Metropolis temperature kT per potential family (energy units: reduced for
+#: Lennard-Jones, times epsilon in ASE's units; eV for Gupta and
+#: Stillinger-Weber), the basin-hopping temperatures of the benchmark; any
+#: other calculator gets `GENERIC_TEMPERATURE` eV.
+HOPPING_TEMPERATURE = {"lj": 0.8, "gupta": 0.2, "sw": 1.0}
+GENERIC_TEMPERATURE = 0.2
+#: Learned steps per hop, per atom, for weights trained on the paper's
+#: protocol: larger clusters need longer hops (LJ13 and LJ26 with the ``lj``
+#: weights, README); weights trained for hopping carry their own hop length.
+HOP_STEPS_PER_ATOM = 25
+
+
+def default_hop_steps(n_atoms: int) -> int:
+    """`HOP_STEPS_PER_ATOM` times the number of atoms."""
+    return HOP_STEPS_PER_ATOM * int(n_atoms)
+
+
+def default_temperature(potential: str | None, potential_parameters: Any) -> float:
+    """`HOPPING_TEMPERATURE` of a potential family (``None``: another
+    calculator, `GENERIC_TEMPERATURE` eV); Lennard-Jones in ASE's units is
+    scaled by its epsilon."""
+    if potential is None:
+        return GENERIC_TEMPERATURE
+    temperature = HOPPING_TEMPERATURE[potential]
+    epsilon = getattr(potential_parameters, "epsilon", None)
+    if potential == "lj" and epsilon is not None:
+        temperature *= float(epsilon)
+    return temperature
+
 
 def check_count(value, name: str = "steps") -> int:
     """``value`` as a non-negative int; a clear ValueError otherwise."""
@@ -53,8 +82,8 @@ def hopping_config(
     """The `HoppingConfig` of an optimizer: ``hop_steps`` defaults to the hop
     the weights were trained for when they were trained for hopping (their
     ``hop_steps_per_atom`` times the atoms, or their horizon), else to
-    `learned_hopping.default_hop_steps` of the system's size; ``temperature``
-    to the potential's (`learned_hopping.default_temperature`)."""
+    `default_hop_steps` of the system's size; ``temperature``
+    to the potential's (`default_temperature`)."""
     if hop_steps is None:
         training = weights.manifest.get("training", {})
         if training.get("protocol") == "hopping":
@@ -62,14 +91,14 @@ def hopping_config(
                 {**training, "horizon": weights.horizon}, n_atoms
             )
         else:
-            hop_steps = hopping_loop.default_hop_steps(n_atoms)
+            hop_steps = default_hop_steps(n_atoms)
     hop_steps = check_count(hop_steps, "hop_steps")
     if hop_steps < 1:
         raise ValueError("hop_steps must be at least 1")
     if temperature is None:
         potential = system.potential if fast else None
         parameters = system.potential_parameters if fast else None
-        temperature = hopping_loop.default_temperature(potential, parameters)
+        temperature = default_temperature(potential, parameters)
     if not float(temperature) >= 0.0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
     return hopping_loop.HoppingConfig(

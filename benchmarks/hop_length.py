@@ -2,7 +2,7 @@
 
 `LearnedHopOptimizer` hops as long as its weights were trained for
 (`lj_hopping`: 10 learned steps per atom), and weights trained for the
-paper's protocol `learned_hopping.HOP_STEPS_PER_ATOM` (25) steps per atom,
+paper's protocol `protocols.HOP_STEPS_PER_ATOM` (25) steps per atom,
 chosen on LJ26 with `lj`. This script measures other hop lengths and weights:
 R searches of one system from the time-to-minimum benchmark's relaxed
 starts (``--seed`` picks the set of starts), run as one batch on the batched
@@ -48,7 +48,7 @@ def first_hits(
     """``([runs], hop steps)``: the force calls at which each search first
     reached the global minimum (+inf where it did not within ``force_calls``),
     and the hop length used (``None``: the weights' default); ``temperature``
-    ``None`` is the potential's (`learned_hopping.default_temperature`)."""
+    ``None`` is the potential's (`protocols.default_temperature`)."""
     starts = methods.relaxed_starts(system, jax.random.key(seed), runs)
     weights = (
         methods.learned_weights(system) if weights is None else load_weights(weights)

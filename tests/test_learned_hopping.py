@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from ase_learn2hop import driver, learned_hopping, quench, systems
+from ase_learn2hop import driver, learned_hopping, protocols, quench, systems
 from ase_learn2hop.precision import float64
 from ase_learn2hop.search import SearchParameters
 from ase_learn2hop.weights import resolve_weights
@@ -112,9 +112,7 @@ def test_random_frames_make_every_hop_a_new_move(lj13):
 def test_default_temperature_follows_the_potential():
     from ase_learn2hop.potentials import lennard_jones_parameters
 
-    assert learned_hopping.default_temperature("gupta", None) == 0.2
-    assert learned_hopping.default_temperature(None, None) == 0.2
+    assert protocols.default_temperature("gupta", None) == 0.2
+    assert protocols.default_temperature(None, None) == 0.2
     argon = lennard_jones_parameters(sigma=3.4, epsilon=0.0104)
-    assert learned_hopping.default_temperature("lj", argon) == pytest.approx(
-        0.8 * 0.0104
-    )
+    assert protocols.default_temperature("lj", argon) == pytest.approx(0.8 * 0.0104)

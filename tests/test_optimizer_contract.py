@@ -18,8 +18,8 @@ from ase.optimize import FIRE, RestartError
 from test_optimizer import hand_set_weights, lj_cluster
 
 from ase_learn2hop import LearnedHopOptimizer
-from ase_learn2hop.learned_hopping import default_hop_steps
 from ase_learn2hop.optimizer import DEFAULT_HOPPING_STEPS, DEFAULT_SEARCH_CYCLES
+from ase_learn2hop.protocols import default_hop_steps
 
 HORIZON = 10
 

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import cycles, driver, learned_hopping, systems
+from ase_learn2hop import cycles, driver, learned_hopping, protocols, systems
 from ase_learn2hop import weights as weight_files
 from ase_learn2hop.benchmark.ase_tools import CountingCalculator, ForceBudgetExhausted
 from ase_learn2hop.descent import fire_descent
@@ -46,7 +46,7 @@ START_RELAX_STEPS = 1000
 LEARNED_CHUNK = 100
 #: Basin-hopping temperature (kT, energy units; the same as our hopping's) and
 #: step (length units).
-HOPPING_TEMPERATURE = learned_hopping.HOPPING_TEMPERATURE
+HOPPING_TEMPERATURE = protocols.HOPPING_TEMPERATURE
 HOPPING_STEP = 0.4
 ASE_FMAX = 1e-3
 
