@@ -20,7 +20,12 @@ the random perturbation replaced by the learned optimizer:
    a free cluster that lost an atom (an atom farther than
    `geometry.DISSOCIATION_DISTANCE` length scales from every other) is never
    accepted;
-4. go to 2.
+4. after ``restart_after`` hops in a row that did not lower the lowest
+   minimum this walker found since its (re)start, restart it (GMIN's
+   reseeding): a new random compact cluster
+   (`initialization.compact_random_cluster`), quenched and accepted whatever
+   it is, like the start; free clusters only, off at 0;
+5. go to 2.
 
 It is one `descent.Optimizer` whose every step is exactly one
 energy-and-gradient evaluation (a learned step or a quench iteration), so the
@@ -37,21 +42,18 @@ k evaluations.
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ase_learn2hop import driver, learned_optimizer, quench
 from ase_learn2hop.basin_hopping import metropolis_accepts
 from ase_learn2hop.descent import EnergyFn, Optimizer
 from ase_learn2hop.geometry import dissociated
+from ase_learn2hop.initialization import compact_random_cluster
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta
 from ase_learn2hop.search import SearchParameters
-from ase_learn2hop.systems import StructureContext, broadcast_to_batch
 
 
 class HoppingConfig(NamedTuple):
@@ -61,7 +63,11 @@ class HoppingConfig(NamedTuple):
         hop_steps: learned steps per hop (h).
         temperature: Metropolis temperature kT (energy units); 0 is greedy.
         quench_fmax: a quench ends when the largest force is below this
-            (energy / length units).
+            (energy / length units). 1e-2 (eV/Å, or reduced units): the
+            minimum's energy is then within about 1e-6 of the converged one,
+            and each quench costs about 12 force calls fewer than at 1e-3
+            (LJ26, `benchmarks/results/hopping_quench.md`); the optimizer
+            polishes its best structure to the user's ``fmax`` at the end.
         max_quench_steps: a quench also ends after this many evaluations.
         max_step: largest quench step, norm over the system, in units of the
             length scale.
@@ -69,15 +75,19 @@ class HoppingConfig(NamedTuple):
             units).
         reorient: start every hop from the minimum in a random frame
             (`geometry.Geometry.random_frame`); never with fixed atoms.
+        restart_after: hops without a new lowest minimum (lower by more
+            than 1e-6 relative) after which a free cluster without fixed
+            atoms restarts from a new random structure; 0 never restarts.
     """
 
     hop_steps: int = 100
     temperature: float = 0.8
-    quench_fmax: float = 1e-3
+    quench_fmax: float = 1e-2
     max_quench_steps: int = 1000
     max_step: float = quench.MAX_STEP
     max_rise: float = quench.MAX_RISE
     reorient: bool = True
+    restart_after: int = 0
 
 
 class HoppingState(NamedTuple):
@@ -98,6 +108,9 @@ class HoppingState(NamedTuple):
             (plain arrays, so restart files hold it).
         hops: int scalar, quenches finished (the first included).
         accepted: int scalar, quenched structures accepted after the first.
+        lowest_minimum: lowest quenched energy since the (re)start.
+        stale_hops: int scalar, quenches since that lowest minimum was found.
+        restarts: int scalar, restarts from a new random structure.
     """
 
     positions: jax.Array
@@ -114,6 +127,9 @@ class HoppingState(NamedTuple):
     key: jax.Array
     hops: jax.Array
     accepted: jax.Array
+    lowest_minimum: jax.Array
+    stale_hops: jax.Array
+    restarts: jax.Array
 
 
 def _select(condition, if_true, if_false):
@@ -157,6 +173,9 @@ def learned_hopping(
             key=jax.random.key_data(jax.random.key(0) if key is None else key),
             hops=jnp.zeros((), jnp.int32),
             accepted=jnp.zeros((), jnp.int32),
+            lowest_minimum=jnp.asarray(jnp.inf, energy.dtype),
+            stale_hops=jnp.zeros((), jnp.int32),
+            restarts=jnp.zeros((), jnp.int32),
         )
 
     def step_fn(state: HoppingState, parameters: SearchParameters, theta: Theta):
@@ -165,6 +184,8 @@ def learned_hopping(
         key, acceptance_key, frame_key = jax.random.split(
             jax.random.wrap_key_data(state.key), 3
         )
+        can_restart = hopping.restart_after > 0 and free is None
+        can_restart = can_restart and not context.geometry.periodic
         # Phases are lax.cond branches: one start (not vmapped by the driver)
         # computes only its branch; under vmap both run and one is selected.
 
@@ -245,7 +266,29 @@ def learned_hopping(
             return quench.quench_trial(current, max_step), state.learned
 
         positions, learned_state = jax.lax.cond(moving, learned_step, quench_step)
-        still_hopping = moving & (hop_step < hopping.hop_steps)
+        improved = current.energy < state.lowest_minimum - 1e-6 * jnp.abs(
+            current.energy
+        )
+        lowest = jnp.where(
+            quench_done, jnp.minimum(state.lowest_minimum, current.energy),
+            state.lowest_minimum)  # fmt: skip
+        stale = jnp.where(quench_done & improved, 0, state.stale_hops + quench_done)
+        restart = jnp.asarray(False)
+        if can_restart:
+            # Stuck in one funnel: a new random structure, quenched next and
+            # accepted like the start (the best so far is the driver's).
+            restart = quench_done & (stale >= hopping.restart_after)
+            reseed = compact_random_cluster(
+                frame_key,
+                positions.shape[0],
+                context.length_scale,
+                jnp.mean(minimum_positions, axis=0),
+            )
+            positions = jnp.where(restart, reseed, positions)
+            minimum_energy = jnp.where(restart, jnp.inf, minimum_energy)
+            lowest = jnp.where(restart, jnp.inf, lowest)
+            stale = jnp.where(restart, 0, stale)
+        still_hopping = moving & ~restart & (hop_step < hopping.hop_steps)
         energy, gradient = value_and_grad(positions, parameters.potential)
         return HoppingState(
             positions=positions,
@@ -262,6 +305,9 @@ def learned_hopping(
             key=jax.random.key_data(key),
             hops=state.hops + quench_done,
             accepted=state.accepted + (accept & ~first),
+            lowest_minimum=lowest,
+            stale_hops=stale,
+            restarts=state.restarts + restart,
         )
 
     return Optimizer(init_fn, step_fn)
@@ -296,176 +342,3 @@ def hopping_best_so_far(
     carry = driver.start_one(optimizer, positions, parameters, theta, key, no_target)
     _, best = jax.lax.scan(one_call, carry, None, length=budget - 1)
     return jnp.concatenate([carry.best_energy[None], best])
-
-
-# -- the host-side loop of a batch of searches, in chunks --------------------------
-
-
-class HoppingSearch(NamedTuple):
-    """Learned basin hopping of a batch of starts between two chunks (host
-    side; the field names match `cycles.CycleSearch` so that restart files and
-    `LearnedHopOptimizer` treat both alike).
-
-    Attributes:
-        theta, config: the weights.
-        energy_fn: the potential.
-        parameters: `SearchParameters` batched on axis 0.
-        hopping: the `HoppingConfig`.
-        target_energy: energy counted as reaching the global minimum.
-        carry: the driver's state (all force calls are the driver's).
-        steps: steps (force calls) made in all, the first evaluation excluded.
-        best_energy, best_positions: ``[batch]``, ``[batch, n, 3]`` lowest
-            energy evaluated so far and where.
-        force_calls: ``[batch]`` zeros (kept for the shared field names).
-        first_hit: ``[batch]`` force calls at the first hit of the target.
-        cycle_step: always 0 (no cycles).
-    """
-
-    theta: Theta
-    config: LearnedOptimizerConfig
-    energy_fn: EnergyFn
-    parameters: SearchParameters
-    hopping: HoppingConfig
-    target_energy: float
-    carry: driver.DriverState
-    steps: int
-    best_energy: np.ndarray
-    best_positions: np.ndarray
-    force_calls: np.ndarray
-    first_hit: np.ndarray
-    cycle_step: int = 0
-
-    @property
-    def optimizer(self) -> Optimizer:
-        return learned_hopping(self.config, self.energy_fn, self.hopping)
-
-    @property
-    def total_force_calls(self) -> np.ndarray:
-        """``[batch]`` force calls so far."""
-        return self.force_calls + np.asarray(self.carry.force_calls)
-
-    @property
-    def current_energy(self) -> np.ndarray:
-        """``[batch]`` energy of the structures evaluated last."""
-        return np.asarray(self.carry.state.energy)
-
-
-def _synchronised(search: HoppingSearch) -> HoppingSearch:
-    energy = np.asarray(search.carry.best_energy)
-    # Quench points are not wrapped (see quench.quench_trial): wrap the best.
-    geometry = search.parameters.context.geometry
-    return search._replace(
-        best_energy=np.where(np.isfinite(energy), energy, np.inf),
-        best_positions=np.asarray(geometry.wrap(search.carry.best_positions)),
-        first_hit=np.asarray(search.carry.first_hit, dtype=np.int64),
-    )
-
-
-def hopping_start(
-    theta: Theta,
-    config: LearnedOptimizerConfig,
-    energy_fn: EnergyFn,
-    positions: jax.Array,
-    context: StructureContext,
-    potential_parameters: Any,
-    *,
-    hopping: HoppingConfig,
-    key: jax.Array | None = None,
-    target_energy: float = -math.inf,
-    batched: bool = False,
-) -> HoppingSearch:
-    """Start learned basin hopping at ``[batch, n, 3]`` starts (one force call
-    each; the first quench is the search's first steps).
-
-    Args:
-        context, potential_parameters: of one system shared by every start, or
-            batched on axis 0 (``batched=True``).
-        key: split into one key per start (the Metropolis draws).
-    """
-    positions = jnp.asarray(positions)
-    batch = positions.shape[0]
-    parameters = SearchParameters(potential_parameters, context)
-    if not batched:
-        parameters = broadcast_to_batch(parameters, batch)
-    optimizer = learned_hopping(config, energy_fn, hopping)
-    carry = driver.start(
-        optimizer, positions, parameters, theta, key=key, target_energy=target_energy
-    )
-    search = HoppingSearch(
-        theta=theta,
-        config=config,
-        energy_fn=energy_fn,
-        parameters=parameters,
-        hopping=hopping,
-        target_energy=float(target_energy),
-        carry=carry,
-        steps=0,
-        best_energy=np.full(batch, np.inf),
-        best_positions=np.asarray(positions),
-        force_calls=np.zeros(batch, dtype=np.int64),
-        first_hit=np.full(batch, -1, dtype=np.int64),
-    )
-    return _synchronised(search)
-
-
-def hopping_advance(
-    search: HoppingSearch,
-    n_steps: int,
-    *,
-    chunk_steps: int = driver.CHUNK_STEPS,
-    record_every: int | None = None,
-    on_minimum: Callable[[np.ndarray, np.ndarray], Any] | None = None,
-    progress: Callable[[int], Any] | None = None,
-) -> tuple[HoppingSearch, np.ndarray, np.ndarray]:
-    """``n_steps`` more steps (force calls) of every search.
-
-    Args:
-        on_minimum: called after every chunk with ``(energies [batch],
-            positions [batch, n, 3])`` of the current accepted minima and
-            again of the best structures so far.
-
-    Returns:
-        ``(search, record_steps [n_records], energy_records [batch, n_records])``.
-    """
-    if int(n_steps) != n_steps or n_steps < 0:
-        raise ValueError(f"n_steps must be a non-negative integer, got {n_steps}")
-    record_every = record_every or driver.record_interval(max(int(n_steps), 1))
-    steps_done = search.steps
-
-    # One chunk per driver call, so that the minima are reported per chunk.
-    record_steps, records = [], []
-    remaining = int(n_steps)
-    while remaining > 0:
-        chunk = min(remaining, chunk_steps)
-        every = min(record_every, chunk)
-        result = driver.advance(
-            search.optimizer,
-            search.carry,
-            chunk,
-            search.parameters,
-            search.theta,
-            target_energy=search.target_energy,
-            record_every=every,
-            chunk_steps=chunk_steps,
-            progress=progress,
-            first_step=steps_done,
-        )
-        record_steps.extend(result.record_steps)
-        records.append(result.energy_records)
-        steps_done += chunk
-        remaining -= chunk
-        search = _synchronised(search._replace(
-            carry=result.carry, parameters=result.parameters, steps=steps_done))  # fmt: skip
-        if on_minimum is not None:
-            state = search.carry.state
-            minimum = np.asarray(state.minimum_energy)
-            on_minimum(
-                np.where(np.isfinite(minimum), minimum, np.inf),
-                np.asarray(state.minimum_positions),
-            )
-            on_minimum(search.best_energy, search.best_positions)
-    batch = search.best_energy.shape[0]
-    energy_records = (
-        np.concatenate(records, axis=1) if records else np.zeros((batch, 0))
-    )
-    return search, np.asarray(record_steps, dtype=int), energy_records

@@ -11,15 +11,12 @@ A drop-in where users ran ``ase.optimize.FIRE`` or ``BasinHopping``::
     opt.run(steps=50000)          # atoms now holds the best minimum found
     energy, best = opt.get_minimum()
 
-The full semantics (cycles of the weights' horizon, the relaxed start and the
-guards, stopping criteria, ``run()`` without ``steps``, where it differs from
-ASE's optimizer contract on purpose, constraints, cells) are in the README
-section "LearnedHopOptimizer semantics" and in the class and method docstrings.
-
-The search is the core's cycle loop (`cycles`), the same code the benchmark
-runs; this class is a thin state machine over it. With our JAX calculators the
-energy is the JAX potential; with any other ASE calculator the same loop calls
-``atoms.calc`` from inside the jitted steps (`conversion.calculator_energy_fn`).
+The full semantics (the two protocols, the relaxed start and the guards,
+stopping criteria, ``run()`` without ``steps``, constraints, cells) are in the
+README section "LearnedHopOptimizer semantics". The search is `protocols`'
+(learned basin hopping, or the paper's cycle loop), the code the benchmark
+runs; with another ASE calculator it calls ``atoms.calc`` from inside the
+jitted steps (`conversion.calculator_energy_fn`).
 """
 
 from __future__ import annotations
@@ -49,9 +46,8 @@ FINAL_POLISH_MAX_STEPS = 5000
 #: Most FIRE steps that relax each start before the search (`cycles.relax_starts`).
 RELAX_STEPS = 1000
 
-#: ``run()`` without ``steps`` (as FIRE and BFGS are called; ASE's 100 million
-#: steps mean "until converged", which a global search never is): ten cycles
-#: (paper protocol), or this many force calls of learned basin hopping.
+#: ``run()`` without ``steps`` (ASE's 100 million mean "until converged", which
+#: a global search never is): ten cycles (paper), or these force calls (hopping).
 DEFAULT_SEARCH_CYCLES = 10
 DEFAULT_HOPPING_STEPS = 20000
 
@@ -72,6 +68,9 @@ class LearnedHopOptimizer(Optimizer):
             per atom).
         temperature: Metropolis kT of hopping (energy units; default per
             potential, `protocols.default_temperature`).
+        restart_after: hops without a new lowest minimum before a free
+            cluster restarts from a new random structure (default
+            `protocols.RESTART_AFTER_HOPS`; 0 never).
         weights: a `weights.LearnedWeights`, a shipped name (``"lj"``) or a
             path to a weight manifest; ``None`` picks the shipped weights that
             fit the system and the protocol (``lj_hopping`` for Lennard-Jones
@@ -128,6 +127,7 @@ class LearnedHopOptimizer(Optimizer):
         protocol: str = "hopping",
         hop_steps: int | None = None,
         temperature: float | None = None,
+        restart_after: int | None = None,
         **kwargs,
     ):
         if not isinstance(atoms, Atoms):
@@ -176,7 +176,7 @@ class LearnedHopOptimizer(Optimizer):
         self.protocol = protocol
         self.hopping = None
         if protocol == "hopping":
-            settings = (hop_steps, temperature, len(atoms))
+            settings = (hop_steps, temperature, len(atoms), restart_after)
             self.hopping = protocols.hopping_config(
                 self.weights, self.system, self.fast, *settings
             )

@@ -7,7 +7,7 @@
   ending in the gradient-descent polish; starts relaxed with FIRE first.
 
 Each function takes the optimizer (its weights, potential, starts and
-settings) and returns or advances its search (`learned_hopping.HoppingSearch`
+settings) and returns or advances its search (`hopping_search.HoppingSearch`
 or `cycles.CycleSearch`, which share their field names).
 """
 
@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import cycles, neighbours
-from ase_learn2hop import learned_hopping as hopping_loop
+from ase_learn2hop import cycles, hopping_search, neighbours
+from ase_learn2hop.learned_hopping import HoppingConfig
 from ase_learn2hop.precision import float64
 
 PROTOCOLS = ("hopping", "paper")
@@ -36,6 +36,11 @@ GENERIC_TEMPERATURE = 0.2
 #: protocol: larger clusters need longer hops (LJ13 and LJ26 with the ``lj``
 #: weights, README); weights trained for hopping carry their own hop length.
 HOP_STEPS_PER_ATOM = 25
+#: Hops without a new lowest minimum after which a free cluster restarts from
+#: a new random structure (`learned_hopping.HoppingConfig.restart_after`): on
+#: LJ38 a third of the searches stay in the icosahedral funnel for the whole
+#: budget without restarts (`benchmarks/results/hopping_restarts.md`).
+RESTART_AFTER_HOPS = 100
 
 
 def default_hop_steps(n_atoms: int) -> int:
@@ -77,13 +82,20 @@ def trained_hop_steps(training: dict, n_atoms: int) -> int:
 
 
 def hopping_config(
-    weights, system, fast: bool, hop_steps: Any, temperature: Any, n_atoms: int
-) -> hopping_loop.HoppingConfig:
+    weights,
+    system,
+    fast: bool,
+    hop_steps: Any,
+    temperature: Any,
+    n_atoms: int,
+    restart_after: Any = None,
+) -> HoppingConfig:
     """The `HoppingConfig` of an optimizer: ``hop_steps`` defaults to the hop
     the weights were trained for when they were trained for hopping (their
     ``hop_steps_per_atom`` times the atoms, or their horizon), else to
     `default_hop_steps` of the system's size; ``temperature``
-    to the potential's (`default_temperature`)."""
+    to the potential's (`default_temperature`); ``restart_after`` to
+    `RESTART_AFTER_HOPS` (0: never)."""
     if hop_steps is None:
         training = weights.manifest.get("training", {})
         if training.get("protocol") == "hopping":
@@ -101,8 +113,12 @@ def hopping_config(
         temperature = default_temperature(potential, parameters)
     if not float(temperature) >= 0.0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-    return hopping_loop.HoppingConfig(
-        hop_steps=hop_steps, temperature=float(temperature)
+    if restart_after is None:
+        restart_after = RESTART_AFTER_HOPS
+    return HoppingConfig(
+        hop_steps=hop_steps,
+        temperature=float(temperature),
+        restart_after=check_count(restart_after, "restart_after"),
     )
 
 
@@ -113,7 +129,7 @@ def start_search(optimizer, positions: np.ndarray):
     context = neighbours.for_search(optimizer.context, positions)
     with float64():
         if optimizer.hopping is not None:
-            return hopping_loop.hopping_start(
+            return hopping_search.hopping_start(
                 weights.theta,
                 weights.config,
                 optimizer.energy_fn,
@@ -145,7 +161,7 @@ def advance_search(
     ``observe_every``."""
     advance = cycles.cycles_advance
     if optimizer.hopping is not None:
-        advance = hopping_loop.hopping_advance
+        advance = hopping_search.hopping_advance
     with float64():
         found, _, _ = advance(
             optimizer._search,

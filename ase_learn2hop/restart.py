@@ -82,7 +82,7 @@ _SEARCH_ARRAYS = ("best_energy", "best_positions", "force_calls", "first_hit")
 
 
 def search_to_dict(found) -> dict:
-    """A `cycles.CycleSearch` or `learned_hopping.HoppingSearch` as arrays."""
+    """A `cycles.CycleSearch` or `hopping_search.HoppingSearch` as arrays."""
     spec = neighbours.list_spec(found.parameters)
     return {
         "neighbour_capacity": None if spec is None else spec.capacity,

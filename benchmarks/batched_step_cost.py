@@ -5,7 +5,7 @@ n_starts=K)``, the benchmark's batches) on the batched driver, shipped weights,
 float64 energies, all pairs. Per system (LJ13, LJ38, Au55 by default):
 
 - hopping: the product's default search (learned basin hopping: learned hops,
-  L-BFGS quenches, Metropolis), ``learned_hopping.hopping_advance``, µs per
+  L-BFGS quenches, Metropolis), ``hopping_search.hopping_advance``, µs per
   structure and force call;
 - paper: the paper's protocol (H learned steps, then the 1000-step polish),
   ``cycles.cycles_advance`` over whole cycles, µs per structure and learned
@@ -113,7 +113,7 @@ def measure(name: str, batch: int, repeats: int) -> dict:
     from ase_learn2hop import (
         cycles,
         features,
-        learned_hopping,
+        hopping_search,
         learned_optimizer,
         systems,
     )
@@ -130,11 +130,11 @@ def measure(name: str, batch: int, repeats: int) -> dict:
     common = (theta, config, system.energy_fn, starts, context)
 
     def advance_hopping(search, steps):
-        return learned_hopping.hopping_advance(search, steps, chunk_steps=steps)[0]
+        return hopping_search.hopping_advance(search, steps, chunk_steps=steps)[0]
 
     def time_hopping():
         return _search_seconds(
-            lambda: learned_hopping.hopping_start(
+            lambda: hopping_search.hopping_start(
                 *common,
                 system.potential_parameters,
                 hopping=hopping,

@@ -1,13 +1,14 @@
-"""Force calls to the global minimum against the hop length and weights of learned basin hopping.
+"""Force calls to the global minimum against the settings and weights of learned basin hopping.
 
 `LearnedHopOptimizer` hops as long as its weights were trained for
 (`lj_hopping`: 10 learned steps per atom), and weights trained for the
 paper's protocol `protocols.HOP_STEPS_PER_ATOM` (25) steps per atom,
-chosen on LJ26 with `lj`. This script measures other hop lengths and weights:
+chosen on LJ26 with `lj`. This script measures other hop lengths, Metropolis
+temperatures, quench criteria, restart thresholds and weights:
 R searches of one system from the time-to-minimum benchmark's relaxed
 starts (``--seed`` picks the set of starts), run as one batch on the batched
 driver for a fixed number of force calls each, with the shipped weights; per
-hop length, the successes (the benchmark's criterion, within 1e-3 relative of
+setting, the successes (the benchmark's criterion, within 1e-3 relative of
 the global minimum) and the median and quartiles of the force calls at the
 first hit (runs that fail count as above the budget). Force calls are exact
 (no timing), so a loaded machine changes nothing but the wall time.
@@ -16,6 +17,8 @@ Run:
 
     python benchmarks/hop_length.py --system lj55 --runs 12 --force-calls 80000 \
         --hop-steps 700 950 1375 --seed 0
+    python benchmarks/hop_length.py --system lj26 --runs 24 --force-calls 30000 \
+        --quench-fmax 1e-2 1e-3 --seed 0
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from ase_learn2hop.training.run import current_commit
 
-from ase_learn2hop import learned_hopping, protocols, systems
+from ase_learn2hop import hopping_search, learned_hopping, protocols, systems
 from ase_learn2hop.benchmark import time_to_minimum_methods as methods
 from ase_learn2hop.precision import float64
 from ase_learn2hop.weights import load_weights
@@ -44,11 +47,13 @@ def first_hits(
     seed: int,
     weights: str | None = None,
     temperature: float | None = None,
-) -> tuple[np.ndarray, int]:
-    """``([runs], hop steps)``: the force calls at which each search first
+    **settings,
+) -> tuple[np.ndarray, learned_hopping.HoppingConfig]:
+    """``([runs], settings)``: the force calls at which each search first
     reached the global minimum (+inf where it did not within ``force_calls``),
-    and the hop length used (``None``: the weights' default); ``temperature``
-    ``None`` is the potential's (`protocols.default_temperature`)."""
+    and the `HoppingConfig` used: the optimizer's (`protocols.hopping_config`;
+    ``hop_steps`` and ``temperature`` ``None`` are its defaults) with the
+    ``settings`` not ``None`` replaced (``quench_fmax``, ``restart_after``)."""
     starts = methods.relaxed_starts(system, jax.random.key(seed), runs)
     weights = (
         methods.learned_weights(system) if weights is None else load_weights(weights)
@@ -56,9 +61,12 @@ def first_hits(
     hopping = protocols.hopping_config(
         weights, system, True, hop_steps, temperature, system.n_atoms
     )
+    hopping = hopping._replace(
+        **{name: value for name, value in settings.items() if value is not None}
+    )
     target = system.global_minimum * (1 - 1e-3)
     with float64():
-        search = learned_hopping.hopping_start(
+        search = hopping_search.hopping_start(
             weights.theta,
             weights.config,
             system.energy_fn,
@@ -69,12 +77,12 @@ def first_hits(
             key=jax.random.key(1 + 100 * seed),
             target_energy=target,
         )
-        search, _, _ = learned_hopping.hopping_advance(
+        search, _, _ = hopping_search.hopping_advance(
             search, force_calls, chunk_steps=1000
         )
     hits = np.asarray(search.carry.first_hit).astype(float)
     hits[hits <= 0] = np.inf
-    return hits, hopping.hop_steps
+    return hits, hopping
 
 
 def main() -> None:
@@ -102,6 +110,20 @@ def main() -> None:
         default=[None],
         help="Metropolis temperatures kT (default: the potential's)",
     )
+    parser.add_argument(
+        "--quench-fmax",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="quench force criteria (default: the optimizer's)",
+    )
+    parser.add_argument(
+        "--restart-after",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="stale hops before a restart, 0 never (default: the optimizer's)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="set of starts")
     arguments = parser.parse_args()
     system = systems.system_from_name(arguments.system)
@@ -112,15 +134,19 @@ def main() -> None:
         f"{arguments.force_calls} force calls each\n"
     )
     print(
-        "| weights | hop steps | successes | median force calls [q1, q3] "
-        "| kT | first hits | wall s |"
+        "| weights | hop steps | kT | quench fmax | restart after | successes "
+        "| median force calls [q1, q3] | first hits | wall s |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for weights, hop_steps, temperature in itertools.product(
-        arguments.weights, arguments.hop_steps, arguments.temperature
+    print("|---|---|---|---|---|---|---|---|---|")
+    for weights, hop_steps, temperature, fmax, restart_after in itertools.product(
+        arguments.weights,
+        arguments.hop_steps,
+        arguments.temperature,
+        arguments.quench_fmax,
+        arguments.restart_after,
     ):
         started = time.perf_counter()
-        hits, hop_steps = first_hits(
+        hits, hopping = first_hits(
             system,
             arguments.runs,
             arguments.force_calls,
@@ -128,6 +154,8 @@ def main() -> None:
             arguments.seed,
             weights,
             temperature,
+            quench_fmax=fmax,
+            restart_after=restart_after,
         )
         seconds = time.perf_counter() - started
         quantiles = np.percentile(hits, [50, 25, 75])
@@ -137,10 +165,11 @@ def main() -> None:
         )
         listed = " ".join("-" if np.isinf(hit) else str(int(hit)) for hit in hits)
         print(
-            f"| {weights or 'default'} | {hop_steps} | "
-            f"{int(np.isfinite(hits).sum())}/{len(hits)} | "
-            f"{median} [{first_quartile}, {third_quartile}] | "
-            f"{'default' if temperature is None else temperature} | {listed} | {seconds:.0f} |",
+            f"| {weights or 'default'} | {hopping.hop_steps} | {hopping.temperature:g} "
+            f"| {hopping.quench_fmax:g} | {hopping.restart_after} "
+            f"| {int(np.isfinite(hits).sum())}/{len(hits)} "
+            f"| {median} [{first_quartile}, {third_quartile}] "
+            f"| {listed} | {seconds:.0f} |",
             flush=True,
         )
 

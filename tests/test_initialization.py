@@ -123,3 +123,40 @@ def test_starting_structures_per_system():
     )
     assert np.all((silicon >= 0.0) & (silicon < potentials.SILICON_BOX_LENGTH))
     assert not hasattr(initialization, "starting_structures")
+
+
+def test_compact_random_clusters_are_bonded_spread_and_relax_to_lj38_minima():
+    import scipy.optimize
+    from lennard_jones_reference import lennard_jones_energy
+
+    from ase_learn2hop.precision import float64
+
+    keys = jax.random.split(jax.random.key(5), 6)
+    centre = np.array([1.0, -2.0, 0.5])
+    clusters = np.stack([
+        initialization.compact_random_cluster(key, 38, 1.0, jax.numpy.asarray(centre))
+        for key in keys
+    ])  # fmt: skip
+    np.testing.assert_array_equal(
+        clusters[0],
+        initialization.compact_random_cluster(keys[0], 38, 1.0, centre),
+    )
+    assert len({cluster.tobytes() for cluster in clusters}) == 6
+    np.testing.assert_allclose(
+        clusters.mean(axis=1), centre[None].repeat(6, 0), atol=0.6
+    )
+    assert closest_pair_distances(clusters).min() > 0.5
+    # Bonded: every atom has a grid neighbour (edge or face diagonal, jittered).
+    distances = np.linalg.norm(clusters[:, :, None] - clusters[:, None], axis=-1)
+    distances[:, np.arange(38), np.arange(38)] = np.inf
+    assert distances.min(axis=2).max() < 1.8
+    # scipy relaxes each to a bound LJ38 minimum, above the global one
+    # (-173.928427, Cambridge Cluster Database).
+    with float64():
+        energy_and_gradient = jax.jit(jax.value_and_grad(
+            lambda x: lennard_jones_energy(x.reshape(-1, 3))))  # fmt: skip
+        for cluster in clusters:
+            relaxed = scipy.optimize.minimize(
+                lambda x: tuple(np.asarray(v) for v in energy_and_gradient(x)),
+                cluster.ravel(), jac=True, method="L-BFGS-B")  # fmt: skip
+            assert -173.928427 - 1e-6 < relaxed.fun < -150.0

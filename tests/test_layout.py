@@ -28,6 +28,7 @@ CORE = {
     "basin_hopping",
     "quench",
     "learned_hopping",
+    "hopping_search",
     "neighbours",
 }
 BOUNDARY = {

@@ -57,7 +57,8 @@ def test_finds_the_published_minimum_never_above_a_local_relaxation(lj13):
     best = np.asarray(carry.best_energy)
     assert np.all(best >= LJ13_GLOBAL_MINIMUM - 1e-6)
     # The first quench is L-BFGS from the start: the search keeps it or better.
-    assert np.all(best <= np.asarray(relaxed.carry.state.quench.energy) + 1e-9)
+    # (to the quench criterion, fmax 1e-2: within 1e-6 of the converged energy)
+    assert np.all(best <= np.asarray(relaxed.carry.state.quench.energy) + 1e-6)
     # The shipped weights find LJ13's minimum from most starts in 3000 calls.
     hits = np.asarray(carry.first_hit)
     assert (hits > 0).sum() >= 3, hits
@@ -116,3 +117,37 @@ def test_default_temperature_follows_the_potential():
     assert protocols.default_temperature(None, None) == 0.2
     argon = lennard_jones_parameters(sigma=3.4, epsilon=0.0104)
     assert protocols.default_temperature("lj", argon) == pytest.approx(0.8 * 0.0104)
+
+
+def test_a_stuck_walker_restarts_and_keeps_its_best(lj13):
+    # Greedy, restart after every hop that finds no new lowest minimum: the
+    # walkers restart from new compact clusters; the best so far never rises
+    # and stays below a local L-BFGS relaxation of the start.
+    system, weights, starts = lj13
+    stuck = learned_hopping.HoppingConfig(
+        hop_steps=30, temperature=0.0, restart_after=1
+    )
+    optimizer = learned_hopping.learned_hopping(weights.config, system.energy_fn, stuck)
+    parameters = systems.broadcast_to_batch(
+        SearchParameters(system.potential_parameters, system.context), len(starts)
+    )
+    with float64():
+        carry = hop(lj13, 100, hop_steps=30, temperature=0.0, restart_after=1).carry
+        best = [np.asarray(carry.best_energy)]
+        for _ in range(14):
+            carry = driver.advance(
+                optimizer, carry, 100, parameters, weights.theta, record_every=100
+            ).carry
+            best.append(np.asarray(carry.best_energy))
+        plain = hop(lj13, 1500, hop_steps=30, temperature=0.0)
+        relaxed = driver.run_batched(
+            quench.lbfgs_descent(system.energy_fn), starts, 1000, None
+        )
+    restarts = np.asarray(carry.state.restarts)
+    assert np.all(restarts >= 1), restarts
+    np.testing.assert_array_equal(plain.carry.state.restarts, 0)
+    best = np.array(best)
+    assert np.all(np.diff(best, axis=0) <= 0.0)
+    # (within the quench criterion: the relaxation converged further)
+    assert np.all(best[-1] <= np.asarray(relaxed.carry.state.quench.energy) + 1e-6)
+    assert np.all(best[-1] >= LJ13_GLOBAL_MINIMUM - 1e-6)

@@ -239,6 +239,15 @@ def test_bad_force_call_budget_is_refused(atoms, weights):
         optimizer(atoms, weights).run(steps=5, max_force_calls=-1)
 
 
+def test_restarts_are_on_by_default_and_can_be_turned_off(atoms, weights):
+    from ase_learn2hop.protocols import RESTART_AFTER_HOPS
+
+    assert optimizer(atoms, weights).hopping.restart_after == RESTART_AFTER_HOPS
+    assert optimizer(atoms, weights, restart_after=0).hopping.restart_after == 0
+    with pytest.raises(ValueError, match="restart_after"):
+        optimizer(atoms, weights, restart_after=-1)
+
+
 def test_target_energy_stops_the_search(atoms, weights):
     start = atoms.get_potential_energy()
     opt = optimizer(atoms, weights)

@@ -8,7 +8,7 @@ method found). A runner stops at ``target``, at the wall-time budget or at the
 force-call budget, whichever comes first.
 
 - ``learned``: the product path, learned basin hopping
-  (`learned_hopping.hopping_start` / ``hopping_advance`` in chunks of
+  (`hopping_search.hopping_start` / ``hopping_advance`` in chunks of
   `LEARNED_CHUNK` steps, the optimizer's defaults) with the shipped weights,
   batch of one; force calls to the target are the driver's exact count.
 - ``learned_paper``: the paper's cycle loop (`cycles`), no reinsertion; the
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import cycles, driver, learned_hopping, protocols, systems
+from ase_learn2hop import cycles, driver, hopping_search, protocols, systems
 from ase_learn2hop import weights as weight_files
 from ase_learn2hop.benchmark.ase_tools import CountingCalculator, ForceBudgetExhausted
 from ase_learn2hop.descent import fire_descent
@@ -234,7 +234,7 @@ def _run_learned_search(
     its keyword arguments."""
     weights = learned_weights(system, protocol)
     begin, advance = {
-        "hopping": (learned_hopping.hopping_start, learned_hopping.hopping_advance),
+        "hopping": (hopping_search.hopping_start, hopping_search.hopping_advance),
         "paper": (cycles.cycles_start, cycles.cycles_advance),
     }[protocol]
     recorder = _Recorder(seconds, force_calls, target)
