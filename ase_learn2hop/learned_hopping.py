@@ -278,13 +278,16 @@ def learned_hopping(
             # Stuck in one funnel: a new random structure, quenched next and
             # accepted like the start (the best so far is the driver's).
             restart = quench_done & (stale >= hopping.restart_after)
-            reseed = compact_random_cluster(
-                frame_key,
-                positions.shape[0],
-                context.length_scale,
-                jnp.mean(minimum_positions, axis=0),
+            positions = jax.lax.cond(
+                restart,
+                lambda: compact_random_cluster(
+                    frame_key,
+                    positions.shape[0],
+                    context.length_scale,
+                    jnp.mean(minimum_positions, axis=0),
+                ).astype(positions.dtype),
+                lambda: positions,
             )
-            positions = jnp.where(restart, reseed, positions)
             minimum_energy = jnp.where(restart, jnp.inf, minimum_energy)
             lowest = jnp.where(restart, jnp.inf, lowest)
             stale = jnp.where(restart, 0, stale)
