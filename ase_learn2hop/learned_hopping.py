@@ -269,8 +269,10 @@ def learned_hopping(
         improved = current.energy < state.lowest_minimum - 1e-6 * jnp.abs(
             current.energy
         )
+        # A quench that ended on a non-finite energy found nothing.
         lowest = jnp.where(
-            quench_done, jnp.minimum(state.lowest_minimum, current.energy),
+            quench_done & jnp.isfinite(current.energy),
+            jnp.minimum(state.lowest_minimum, current.energy),
             state.lowest_minimum)  # fmt: skip
         stale = jnp.where(quench_done & improved, 0, state.stale_hops + quench_done)
         restart = jnp.asarray(False)
