@@ -23,7 +23,9 @@ def lj13():
     return system, weights, starts
 
 
-def hop(lj13, steps, key=0, **settings):
+def hopping_of(lj13, **settings):
+    """The optimizer of ``HoppingConfig(**settings)`` and the batched
+    parameters of the LJ13 starts."""
     system, weights, starts = lj13
     hopping = learned_hopping.HoppingConfig(**settings)
     optimizer = learned_hopping.learned_hopping(
@@ -32,6 +34,12 @@ def hop(lj13, steps, key=0, **settings):
     parameters = systems.broadcast_to_batch(
         SearchParameters(system.potential_parameters, system.context), len(starts)
     )
+    return optimizer, parameters
+
+
+def hop(lj13, steps, key=0, **settings):
+    _, weights, starts = lj13
+    optimizer, parameters = hopping_of(lj13, **settings)
     return driver.run_batched(
         optimizer,
         starts,
@@ -42,6 +50,18 @@ def hop(lj13, steps, key=0, **settings):
         target_energy=LJ13_GLOBAL_MINIMUM + 1e-6,
         record_every=50,
     )
+
+
+def hop_in_chunks(lj13, chunks, **settings):
+    """The driver's state after each of ``chunks`` chunks of 100 steps of one
+    search (`hop`'s, continued)."""
+    optimizer, parameters = hopping_of(lj13, **settings)
+    carries = [hop(lj13, 100, **settings).carry]
+    for _ in range(chunks - 1):
+        carries.append(driver.advance(
+            optimizer, carries[-1], 100, parameters, lj13[1].theta, record_every=100
+        ).carry)  # fmt: skip
+    return carries
 
 
 def test_finds_the_published_minimum_never_above_a_local_relaxation(lj13):
@@ -69,23 +89,8 @@ def test_finds_the_published_minimum_never_above_a_local_relaxation(lj13):
 
 def test_greedy_acceptance_never_raises_the_current_minimum(lj13):
     with float64():
-        run = hop(lj13, 100, hop_steps=30, temperature=0.0)
-        minima = [np.asarray(run.carry.state.minimum_energy)]
-        optimizer = learned_hopping.learned_hopping(
-            lj13[1].config,
-            lj13[0].energy_fn,
-            learned_hopping.HoppingConfig(hop_steps=30, temperature=0.0),
-        )
-        parameters = systems.broadcast_to_batch(
-            SearchParameters(lj13[0].potential_parameters, lj13[0].context), 4
-        )
-        carry = run.carry
-        for _ in range(8):
-            carry = driver.advance(
-                optimizer, carry, 100, parameters, lj13[1].theta, record_every=100
-            ).carry
-            minima.append(np.asarray(carry.state.minimum_energy))
-    minima = np.array(minima)
+        carries = hop_in_chunks(lj13, 9, hop_steps=30, temperature=0.0)
+    minima = np.array([np.asarray(carry.state.minimum_energy) for carry in carries])
     assert np.all(np.diff(minima, axis=0) <= 1e-12)
 
 
@@ -123,30 +128,19 @@ def test_a_stuck_walker_restarts_and_keeps_its_best(lj13):
     # Greedy, restart after every hop that finds no new lowest minimum: the
     # walkers restart from new compact clusters; the best so far never rises
     # and stays below a local L-BFGS relaxation of the start.
-    system, weights, starts = lj13
-    stuck = learned_hopping.HoppingConfig(
-        hop_steps=30, temperature=0.0, restart_after=1
-    )
-    optimizer = learned_hopping.learned_hopping(weights.config, system.energy_fn, stuck)
-    parameters = systems.broadcast_to_batch(
-        SearchParameters(system.potential_parameters, system.context), len(starts)
-    )
+    system, _, starts = lj13
     with float64():
-        carry = hop(lj13, 100, hop_steps=30, temperature=0.0, restart_after=1).carry
-        best = [np.asarray(carry.best_energy)]
-        for _ in range(14):
-            carry = driver.advance(
-                optimizer, carry, 100, parameters, weights.theta, record_every=100
-            ).carry
-            best.append(np.asarray(carry.best_energy))
+        carries = hop_in_chunks(
+            lj13, 15, hop_steps=30, temperature=0.0, restart_after=1
+        )
         plain = hop(lj13, 1500, hop_steps=30, temperature=0.0)
         relaxed = driver.run_batched(
             quench.lbfgs_descent(system.energy_fn), starts, 1000, None
         )
-    restarts = np.asarray(carry.state.restarts)
+    restarts = np.asarray(carries[-1].state.restarts)
     assert np.all(restarts >= 1), restarts
     np.testing.assert_array_equal(plain.carry.state.restarts, 0)
-    best = np.array(best)
+    best = np.array([np.asarray(carry.best_energy) for carry in carries])
     assert np.all(np.diff(best, axis=0) <= 0.0)
     # (within the quench criterion: the relaxation converged further)
     assert np.all(best[-1] <= np.asarray(relaxed.carry.state.quench.energy) + 1e-6)
