@@ -170,17 +170,18 @@ def radial_symmetry_features(
     squared = jnp.where(present, squared, (2.0 * cutoff * context.length_scale) ** 2)
     r = jnp.sqrt(squared) / context.length_scale
     weights = cosine_cutoff(r, cutoff)
-    # Kernels laid out [i, j, eta] (eta fastest): XLA vectorises the
-    # exponentials and the sums over j about 3x faster than over [eta, i, j].
-    kernels = (
-        jnp.exp(-jnp.asarray(etas, dtype=r.dtype) * (r**2)[..., None])
-        * weights[..., None]
-    )
+    # Kernels laid out [pair, eta] (eta fastest, rank 2): XLA on CPU
+    # vectorises the exponentials over it several times faster than over
+    # [i, j, eta] or [eta, i, j]; the cutoff joins the species masks.
+    pairs = r.size
+    kernels = jnp.exp(
+        -jnp.asarray(etas, dtype=r.dtype) * (r**2).reshape(pairs, 1)
+    ).reshape(r.shape + (len(etas),))
     same_species = (species[:, None] == neighbour_species).astype(kernels.dtype)
     # Sums over j as batched matrix products: on CPU ~2x faster than masked
     # sums (equal to float32 rounding).
-    same = jnp.einsum("ij,ijk->ik", same_species, kernels)
-    other = jnp.einsum("ij,ijk->ik", 1.0 - same_species, kernels)
+    same = jnp.einsum("ij,ijk->ik", same_species * weights, kernels)
+    other = jnp.einsum("ij,ijk->ik", (1.0 - same_species) * weights, kernels)
     return jnp.concatenate([same, other], axis=-1)
 
 
@@ -243,24 +244,35 @@ def feature_blocks(
     """
     n_atoms = positions.shape[0]
     dtype = positions.dtype
-    per_component = [jnp.zeros((n_atoms, 3, 0), dtype)]
+    # Per-component features are laid out [3n, f] (components as rows): XLA
+    # on CPU vectorises the encoding's logarithms over rank-2 arrays several
+    # times faster than over [n, 3, f].
+    components = 3 * n_atoms
+    per_component = [jnp.zeros((components, 0), dtype)]
     per_atom = [jnp.zeros((n_atoms, 0), dtype)]
     shared = [jnp.zeros((0,), dtype)]
+
+    def rows(per_decay):
+        # [n_decays, n, 3] -> [3n, n_decays]
+        return per_decay.reshape(per_decay.shape[0], components).T
+
     if feature_set.gradients:
-        per_component.append(gradient[..., None])
+        per_component.append(gradient.reshape(components, 1))
     if feature_set.positions:
-        per_component.append(centered_positions(positions, context)[..., None])
+        per_component.append(
+            centered_positions(positions, context).reshape(components, 1)
+        )
     decays = jnp.asarray(DECAY_RATES, dtype=dtype)[:, None, None]
     bias_correction = 1.0 - decays ** (step + 1.0)
     if feature_set.decays:
-        per_component.append(jnp.moveaxis(first_moments, 0, -1))
-        per_component.append(jnp.moveaxis(second_moments, 0, -1))
+        per_component.append(rows(first_moments))
+        per_component.append(rows(second_moments))
     if feature_set.adam_like:
         corrected_first = first_moments / bias_correction
         corrected_second = second_moments / bias_correction
         inverse_norm = jax.lax.rsqrt(corrected_second + _ADAM_EPSILON)
-        per_component.append(jnp.moveaxis(corrected_first * inverse_norm, 0, -1))
-        per_component.append(jnp.moveaxis(inverse_norm, 0, -1))
+        per_component.append(rows(corrected_first * inverse_norm))
+        per_component.append(rows(inverse_norm))
     if feature_set.particle_count:
         shared.append(jnp.asarray([n_atoms], dtype=dtype))
     if feature_set.species:
@@ -279,4 +291,9 @@ def feature_blocks(
         encoded = log_sign_encoding(raw, feature_set.encoding_scale)
         return encoded.reshape(raw.shape[:-1] + (2 * raw.shape[-1],))
 
-    return FeatureBlocks(encode(per_component), encode(per_atom), encode(shared))
+    component = encode(per_component)
+    return FeatureBlocks(
+        component.reshape(n_atoms, 3, component.shape[-1]),
+        encode(per_atom),
+        encode(shared),
+    )
