@@ -78,6 +78,25 @@ def test_censored_order_statistics():
     assert ttm.time_to_threshold(trace, -1.5, 10.0, 100) == (inf, inf)
 
 
+def test_median_ratio_interval_covers_the_true_ratio_and_flags_noise():
+    # Exponential first-passage times (basin hopping's shape): the true ratio
+    # of medians is the ratio of the scales.
+    rng = np.random.default_rng(7)
+    fast, slow = rng.exponential(1000.0, 400), rng.exponential(2000.0, 400)
+    ratio, low, high = ttm.median_ratio(fast, slow)
+    assert low < 0.5 < high < 1.0
+    assert ratio == pytest.approx(np.median(fast) / np.median(slow))
+    # Two samples of one distribution, 24 runs each: the interval holds 1.
+    ratio, low, high = ttm.median_ratio(
+        rng.exponential(1000.0, 24), rng.exponential(1000.0, 24)
+    )
+    assert low < 1.0 < high
+    # A censored median against a finite one: +inf, and so is the upper end.
+    inf = math.inf
+    ratio, low, high = ttm.median_ratio([inf, inf, 5.0], [1.0, 2.0, 3.0])
+    assert ratio == high == inf and low < inf
+
+
 def _made_up() -> list[ttm.SystemResult]:
     hit = methods.RunTrace([(1, 0.01, -40.0), (900, 0.5, -44.3268)], 900, 0.5)
     miss = methods.RunTrace([(1, 0.01, -40.0)], 5000, 10.0)
@@ -107,6 +126,10 @@ def test_tables_json_and_figure(tmp_path):
     markdown = ttm.markdown_table(results)
     assert "| lj13 (10 s, 5e+03 calls) | ours | 2/3 | 900 [900, > 5e+03]" in markdown
     assert "> 10 s [> 10 s, > 10 s]" in ttm.terminal_table(results)
+    # ours 900 calls against scipy's censored median: ratio 0.
+    assert "median of ours over scipy (95% bootstrap interval): force calls 0.00" in (
+        markdown
+    )
     document = json.loads(ttm.to_json(results))
     scipy_row = document[0]["methods"][1]
     assert scipy_row["successes"] == 1 and scipy_row["median_q1_q3_seconds"][0] is None

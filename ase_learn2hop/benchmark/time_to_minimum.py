@@ -121,6 +121,40 @@ def quartiles(values) -> tuple[float, float, float]:
     return tuple(censored_quantile(values, q) for q in (0.5, 0.25, 0.75))
 
 
+#: Bootstrap resamples of the median ratios in the report, and their seed.
+BOOTSTRAP_RESAMPLES = 4000
+BOOTSTRAP_SEED = 0
+
+
+def median_ratio(values, reference, resamples: int = BOOTSTRAP_RESAMPLES, seed=None):
+    """``(ratio, low, high)``: median of ``values`` over median of
+    ``reference`` (censored runs +inf, `censored_quantile`) and its 95%
+    percentile-bootstrap interval, each sample resampled with replacement on
+    its own. A median that is censored makes the ratio +inf (or 0, or NaN
+    when both are); so do the interval's ends."""
+    values = np.asarray(values, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    rng = np.random.default_rng(BOOTSTRAP_SEED if seed is None else seed)
+
+    def ratio(a, b):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.float64(censored_quantile(a, 0.5)) / censored_quantile(b, 0.5)
+
+    ratios = np.array(
+        [
+            ratio(
+                rng.choice(values, values.size), rng.choice(reference, reference.size)
+            )
+            for _ in range(resamples)
+        ]
+    )
+    # Both censored (NaN) counts as +inf: it only widens the upper end. No
+    # interpolation between order statistics, which may be infinite.
+    ratios = np.where(np.isnan(ratios), np.inf, ratios)
+    low, high = np.quantile(ratios, [0.025, 0.975], method="inverted_cdf")
+    return float(ratio(values, reference)), float(low), float(high)
+
+
 def method_times(result: SystemResult, method: MethodResult) -> np.ndarray:
     """``[runs, 2]`` force calls and seconds to success (+inf: censored)."""
     return np.array(
@@ -378,6 +412,28 @@ def table_rows(results: list[SystemResult]) -> list[list[str]]:
     return rows
 
 
+def ratio_lines(result: SystemResult) -> list[str]:
+    """The first method's medians over each other method's, force calls and
+    seconds, with 95% bootstrap intervals (`median_ratio`): below 1 the first
+    method is faster; an interval that contains 1 is within the noise of
+    these runs."""
+    if len(result.methods) < 2:
+        return []
+    first = method_times(result, result.methods[0])
+    lines = []
+    for other in result.methods[1:]:
+        times = method_times(result, other)
+        parts = []
+        for column, unit in enumerate(("force calls", "seconds")):
+            ratio, low, high = median_ratio(first[:, column], times[:, column])
+            parts.append(f"{unit} {ratio:.2f} [{low:.2f}, {high:.2f}]")
+        lines.append(
+            f"{result.system}: median of {result.methods[0].label} over "
+            f"{other.label} (95% bootstrap interval): " + ", ".join(parts)
+        )
+    return lines
+
+
 def _footer(results: list[SystemResult]) -> list[str]:
     lines = []
     for result in results:
@@ -386,6 +442,7 @@ def _footer(results: list[SystemResult]) -> list[str]:
             f"success at E <= {result.threshold:.6f} "
             f"(GM + {GLOBAL_MINIMUM_TOLERANCE:g} |GM|); " + "; ".join(result.notes)
         )
+        lines += ratio_lines(result)
     return lines
 
 
