@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ase_learn2hop import systems
+from ase_learn2hop.benchmark import censored_statistics as statistics
 from ase_learn2hop.benchmark import time_to_minimum as ttm
 from ase_learn2hop.benchmark import time_to_minimum_methods as methods
 from ase_learn2hop.benchmark.protocol import global_minimum_threshold
@@ -47,7 +48,7 @@ def test_scipy_basin_hopping_reaches_lj13(lj13):
         trace = methods.run_scipy_basin_hopping(
             system, start, 10.0, 20000, target, index
         )
-        calls, seconds = ttm.time_to_threshold(trace, target, 10.0, 20000)
+        calls, seconds = statistics.time_to_threshold(trace, target, 10.0, 20000)
         assert 0 < calls <= 20000 and 0 < seconds <= 10.0
         assert trace.improvements[-1][2] <= target
 
@@ -55,7 +56,7 @@ def test_scipy_basin_hopping_reaches_lj13(lj13):
 def test_learned_reaches_lj13(lj13):
     system, starts, target = lj13
     trace = methods.run_learned(system, starts[0], 60.0, 50000, target, 0)
-    calls, seconds = ttm.time_to_threshold(trace, target, 60.0, 50000)
+    calls, seconds = statistics.time_to_threshold(trace, target, 60.0, 50000)
     assert math.isfinite(calls) and math.isfinite(seconds)
     assert trace.improvements[-1][2] <= target
 
@@ -63,19 +64,19 @@ def test_learned_reaches_lj13(lj13):
 def test_censored_order_statistics():
     inf = math.inf
     # 3 of 5 succeed: median finite, q3 censored.
-    median, first, third = ttm.quartiles([30.0, 10.0, inf, 20.0, inf])
+    median, first, third = statistics.quartiles([30.0, 10.0, inf, 20.0, inf])
     assert (median, first, third) == (30.0, 20.0, inf)
     # 2 of 5: the median is censored ("> budget").
-    assert ttm.quartiles([10.0, inf, 20.0, inf, inf])[0] == inf
+    assert statistics.quartiles([10.0, inf, 20.0, inf, inf])[0] == inf
     # Interpolation between two finite values, and next to a censored one.
-    assert ttm.censored_quantile([10.0, 20.0], 0.5) == 15.0
-    assert ttm.censored_quantile([10.0, inf], 0.5) == inf
-    assert ttm.censored_quantile([inf, inf], 0.25) == inf
+    assert statistics.censored_quantile([10.0, 20.0], 0.5) == 15.0
+    assert statistics.censored_quantile([10.0, inf], 0.5) == inf
+    assert statistics.censored_quantile([inf, inf], 0.25) == inf
     # A hit past a budget is censored.
     trace = methods.RunTrace([(5, 0.1, -1.0), (500, 2.0, -2.0)], 600, 3.0)
-    assert ttm.time_to_threshold(trace, -1.5, 10.0, 1000) == (500.0, 2.0)
-    assert ttm.time_to_threshold(trace, -1.5, 1.0, 1000) == (inf, inf)
-    assert ttm.time_to_threshold(trace, -1.5, 10.0, 100) == (inf, inf)
+    assert statistics.time_to_threshold(trace, -1.5, 10.0, 1000) == (500.0, 2.0)
+    assert statistics.time_to_threshold(trace, -1.5, 1.0, 1000) == (inf, inf)
+    assert statistics.time_to_threshold(trace, -1.5, 10.0, 100) == (inf, inf)
 
 
 def test_median_ratio_interval_covers_the_true_ratio_and_flags_noise():
@@ -83,17 +84,17 @@ def test_median_ratio_interval_covers_the_true_ratio_and_flags_noise():
     # of medians is the ratio of the scales.
     rng = np.random.default_rng(7)
     fast, slow = rng.exponential(1000.0, 400), rng.exponential(2000.0, 400)
-    ratio, low, high = ttm.median_ratio(fast, slow)
+    ratio, low, high = statistics.median_ratio(fast, slow)
     assert low < 0.5 < high < 1.0
     assert ratio == pytest.approx(np.median(fast) / np.median(slow))
     # Two samples of one distribution, 24 runs each: the interval holds 1.
-    ratio, low, high = ttm.median_ratio(
+    ratio, low, high = statistics.median_ratio(
         rng.exponential(1000.0, 24), rng.exponential(1000.0, 24)
     )
     assert low < 1.0 < high
     # A censored median against a finite one: +inf, and so is the upper end.
     inf = math.inf
-    ratio, low, high = ttm.median_ratio([inf, inf, 5.0], [1.0, 2.0, 3.0])
+    ratio, low, high = statistics.median_ratio([inf, inf, 5.0], [1.0, 2.0, 3.0])
     assert ratio == high == inf and low < inf
 
 
