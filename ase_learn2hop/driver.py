@@ -77,12 +77,15 @@ class DriverResult(NamedTuple):
             at those steps.
         parameters: the parameters the run ended with: the ones given, with
             any neighbour list grown after an overflow (`neighbours.grown`).
+        steps: steps made (fewer than asked when every start stopped at the
+            target, ``stop_at_target``).
     """
 
     carry: DriverState
     record_steps: np.ndarray
     energy_records: np.ndarray
     parameters: Any = None
+    steps: int = 0
 
 
 def _finite_or_inf(energy: jax.Array) -> jax.Array:
@@ -144,7 +147,7 @@ def driver_init(
     )(positions, parameters, keys)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "steps"))
+@functools.partial(jax.jit, static_argnames=("optimizer", "steps", "stop_at_target"))
 def driver_advance(
     optimizer: Optimizer,
     carry: DriverState,
@@ -153,27 +156,42 @@ def driver_advance(
     target_energy: jax.Array,
     active: jax.Array,
     steps: int,
-) -> tuple[DriverState, jax.Array]:
+    stop_at_target: bool = False,
+) -> tuple[DriverState, jax.Array, jax.Array]:
     """``active`` optimizer steps on every start, compiled for ``steps``.
 
     ``active`` (at most ``steps``) is a traced scalar, so chunks of any length
-    up to ``steps`` run on one compiled program.
+    up to ``steps`` run on one compiled program. With ``stop_at_target`` a
+    start stops right after the step at which it first reached the target
+    (under ``vmap`` the others go on).
 
     Returns:
-        the new carry and ``[batch, steps]`` energies of the current structures
-        after each step (the first ``active`` are meaningful).
+        the new carry, ``[batch, steps]`` energies of the current structures
+        after each step (the first ``active`` are meaningful; a start that
+        stopped repeats its last energy), and ``[batch]`` the steps each start
+        made.
     """
 
     def run_one(carry: DriverState, parameters):
         energies = jnp.zeros((steps,), carry.best_energy.dtype)
 
-        def advance(index, loop):
-            carry, energies = loop
+        def going(loop):
+            index, carry, _ = loop
+            if not stop_at_target:
+                return index < active
+            return (index < active) & (carry.first_hit < 0)
+
+        def advance(loop):
+            index, carry, energies = loop
             carry = step_one(optimizer, carry, parameters, shared, target_energy)
-            return carry, energies.at[index].set(carry.state.energy)
+            return index + 1, carry, energies.at[index].set(carry.state.energy)
 
         # A loop bound that is not a compile-time constant: a while loop.
-        return jax.lax.fori_loop(0, active, advance, (carry, energies))
+        made, carry, energies = jax.lax.while_loop(
+            going, advance, (jnp.zeros((), jnp.int32), carry, energies)
+        )
+        energies = jnp.where(jnp.arange(steps) < made, energies, carry.state.energy)
+        return carry, energies, made
 
     if carry.best_energy.shape[0] == 1:
         # A batch of one runs unbatched: under vmap every lax.cond of an
@@ -255,6 +273,7 @@ def advance(
     chunk_steps: int = CHUNK_STEPS,
     progress: Callable[[int], Any] | None = None,
     first_step: int = 0,
+    stop_at_target: bool = False,
 ) -> DriverResult:
     """``steps`` more steps from ``carry``, in jitted chunks.
 
@@ -265,6 +284,9 @@ def advance(
             ``record_every`` is longer), all on one program compiled for it.
         progress: called with the number of steps of each finished chunk.
         first_step: the step count before this call (for ``record_steps``).
+        stop_at_target: each start stops at the step at which it first
+            reaches ``target_energy``, and the run ends once every start has
+            (`DriverResult.steps` then counts the steps made).
     """
     if int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps}")
@@ -279,26 +301,36 @@ def advance(
     for chunk in plan:
         every = min(record_every, chunk)
         before = carry
-        carry, energies = driver_advance(
-            optimizer, carry, parameters, shared, target, chunk, compiled
-        )
+
+        def run_chunk(carry, parameters, chunk=chunk):
+            return driver_advance(
+                optimizer, carry, parameters, shared, target, chunk, compiled,
+                stop_at_target,
+            )  # fmt: skip
+
+        carry, energies, made = run_chunk(carry, parameters)
         while neighbours.overflowed(carry):
             # A neighbour list was too short: grow it, run the chunk again.
             parameters, before = neighbours.grown(parameters, before)
-            carry, energies = driver_advance(
-                optimizer, before, parameters, shared, target, chunk, compiled
-            )
-        records.append(np.asarray(energies)[:, every - 1 : chunk : every])
-        record_steps.extend(done + every * np.arange(1, chunk // every + 1))
-        done += chunk
+            carry, energies, made = run_chunk(before, parameters)
+        made = int(np.max(made))
+        records.append(np.asarray(energies)[:, every - 1 : made : every])
+        record_steps.extend(done + every * np.arange(1, made // every + 1))
+        done += made
         if progress is not None:
-            progress(chunk)
+            progress(made)
+        if made < chunk:
+            break  # every start reached the target
     batch = carry.best_energy.shape[0]
     energy_records = (
         np.concatenate(records, axis=1) if records else np.zeros((batch, 0))
     )
     return DriverResult(
-        carry, np.asarray(record_steps, dtype=int), energy_records, parameters
+        carry,
+        np.asarray(record_steps, dtype=int),
+        energy_records,
+        parameters,
+        done - first_step,
     )
 
 

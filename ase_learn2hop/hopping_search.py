@@ -139,10 +139,14 @@ def hopping_advance(
     record_every: int | None = None,
     on_minimum: Callable[[np.ndarray, np.ndarray], Any] | None = None,
     progress: Callable[[int], Any] | None = None,
+    stop_at_target: bool = False,
 ) -> tuple[HoppingSearch, np.ndarray, np.ndarray]:
     """``n_steps`` more steps (force calls) of every search.
 
     Args:
+        stop_at_target: each search stops at the force call at which it
+            first reaches the target energy, and this call returns once every
+            search has (`driver.advance`).
         on_minimum: called after every chunk with ``(energies [batch],
             positions [batch, n, 3])`` of the current accepted minima and
             again of the best structures so far.
@@ -172,11 +176,13 @@ def hopping_advance(
             chunk_steps=chunk_steps,
             progress=progress,
             first_step=steps_done,
+            stop_at_target=stop_at_target,
         )
         record_steps.extend(result.record_steps)
         records.append(result.energy_records)
-        steps_done += chunk
-        remaining -= chunk
+        steps_done += result.steps
+        # Fewer steps than asked: every search reached the target.
+        remaining = remaining - chunk if result.steps == chunk else 0
         search = _synchronised(search._replace(
             carry=result.carry, parameters=result.parameters, steps=steps_done))  # fmt: skip
         if on_minimum is not None:

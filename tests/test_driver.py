@@ -133,6 +133,41 @@ def test_chunking_does_not_change_results(lj7_starts):
     )
 
 
+def test_stop_at_target_stops_each_start_at_its_first_hit(lj7_starts):
+    # Against the Python loop: each start's force calls end at its first hit.
+    optimizer = fire_descent(lennard_jones_energy_fn, 0.1)
+    loops = [loop_energies(optimizer, start, STEPS)[0] for start in lj7_starts]
+    target = float(np.quantile(np.concatenate(loops), 0.3)) + 1e-9
+    hits = [np.flatnonzero(energies <= target) for energies in loops]
+    expected = [int(hit[0]) + 1 if hit.size else STEPS + 1 for hit in hits]
+    assert len(set(expected)) > 1  # the starts stop at different calls
+    for batch in (lj7_starts, lj7_starts[:1]):  # vmapped, and a batch of one
+        carry = start(optimizer, batch, target_energy=target)
+        result = advance(
+            optimizer, carry, STEPS, target_energy=target, chunk_steps=7,
+            record_every=1, stop_at_target=True,
+        )  # fmt: skip
+        calls = np.asarray(result.carry.force_calls)
+        np.testing.assert_array_equal(calls, expected[: len(batch)])
+        np.testing.assert_array_equal(result.carry.first_hit, np.where(
+            calls <= STEPS, calls, -1))  # fmt: skip
+        # Steps made: the longest start's; the records stop there.
+        assert result.steps == max(calls) - 1
+        np.testing.assert_array_equal(
+            result.record_steps, np.arange(1, result.steps + 1)
+        )
+        for index, energies in enumerate(loops[: len(batch)]):
+            made = calls[index] - 1
+            np.testing.assert_allclose(
+                result.energy_records[index, :made], energies[1 : made + 1],
+                rtol=1e-12,
+            )  # fmt: skip
+            # A start that stopped repeats its last energy.
+            np.testing.assert_allclose(
+                result.energy_records[index, made:], energies[made], rtol=1e-12
+            )
+
+
 def test_runs_of_other_lengths_compile_nothing_new(lj7_starts):
     # Every chunk runs on one program compiled for chunk_steps, whatever the
     # run's length and its remainder chunk (issue 12: a second run of another

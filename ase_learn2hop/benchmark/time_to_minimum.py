@@ -44,6 +44,7 @@ from ase_learn2hop.benchmark.protocol import (
     global_minimum_threshold,
 )
 from ase_learn2hop.benchmark.time_to_minimum_methods import (
+    HOPPING_CHUNK,
     LEARNED_CHUNK,
     METHODS,
     RunTrace,
@@ -150,7 +151,7 @@ def budget_seconds(name: str, seconds: float | dict | None) -> float:
 
 def _warmup_calls(system: systems.System, method: str) -> int:
     if method == "learned":  # one jitted chunk, compiled once, and a repeat
-        return 2 * LEARNED_CHUNK + 1
+        return 2 * HOPPING_CHUNK + 1
     if method == "learned_paper":
         # One whole cycle, its polish and one more chunk: every jitted piece.
         horizon = learned_weights(system, "paper").horizon

@@ -9,8 +9,9 @@ force-call budget, whichever comes first.
 
 - ``learned``: the product path, learned basin hopping
   (`hopping_search.hopping_start` / ``hopping_advance`` in chunks of
-  `LEARNED_CHUNK` steps, the optimizer's defaults) with the shipped weights,
-  batch of one; force calls to the target are the driver's exact count.
+  `HOPPING_CHUNK` steps that stop at the call reaching the target, the
+  optimizer's defaults) with the shipped weights, batch of one; force calls
+  to the target are the driver's exact count.
 - ``learned_paper``: the paper's cycle loop (`cycles`), no reinsertion; the
   best is the lowest energy evaluated or polished, checked after each chunk.
 - ``scipy_basin_hopping``: `scipy.optimize.basinhopping` with L-BFGS-B quenches
@@ -44,6 +45,10 @@ from ase_learn2hop.protocols import hopping_config
 START_RELAX_STEPS = 1000
 #: Learned steps between two looks at the clock and the best energy.
 LEARNED_CHUNK = 100
+#: The same for learned basin hopping, whose chunks stop at the force call
+#: that reaches the target (`hopping_search.hopping_advance`'s
+#: ``stop_at_target``), so a long chunk adds no calls or seconds past it.
+HOPPING_CHUNK = 1000
 #: Basin-hopping temperature (kT, energy units; the same as our hopping's) and
 #: step (length units).
 HOPPING_TEMPERATURE = protocols.HOPPING_TEMPERATURE
@@ -210,8 +215,9 @@ def _shipped_weights(family, potential, name, n_species, protocol):
     )
 
 
-def _watch(recorder: _Recorder, search, advance) -> RunTrace:
-    """Advance a batch-of-one search in chunks until the target or a budget."""
+def _watch(recorder: _Recorder, search, advance, chunk, **options) -> RunTrace:
+    """Advance a batch-of-one search in chunks of ``chunk`` steps (``options``
+    to its ``advance``) until the target or a budget."""
     while True:
         # One transfer for everything the clock check needs (an index into a
         # device array costs a dispatch each).
@@ -227,7 +233,7 @@ def _watch(recorder: _Recorder, search, advance) -> RunTrace:
             break
         if recorder.spent():
             break
-        search, _, _ = advance(search, LEARNED_CHUNK, chunk_steps=LEARNED_CHUNK)
+        search, _, _ = advance(search, chunk, chunk_steps=chunk, **options)
     return recorder.trace()
 
 
@@ -254,7 +260,9 @@ def _run_learned_search(
             target_energy=target,
             **settings(weights),
         )
-        return _watch(recorder, search, advance)
+        if protocol == "hopping":
+            return _watch(recorder, search, advance, HOPPING_CHUNK, stop_at_target=True)
+        return _watch(recorder, search, advance, LEARNED_CHUNK)
 
 
 def run_learned(system, start, seconds, force_calls, target, seed) -> RunTrace:
