@@ -190,7 +190,9 @@ def driver_advance(
         made, carry, energies = jax.lax.while_loop(
             going, advance, (jnp.zeros((), jnp.int32), carry, energies)
         )
-        energies = jnp.where(jnp.arange(steps) < made, energies, carry.state.energy)
+        if stop_at_target:
+            stopped = jnp.arange(steps) >= made
+            energies = jnp.where(stopped, carry.state.energy, energies)
         return carry, energies, made
 
     if carry.best_energy.shape[0] == 1:
@@ -298,21 +300,21 @@ def advance(
     # Every chunk runs on a program compiled for chunk_steps (or the longest
     # chunk): runs of other lengths compile nothing new.
     compiled = max([chunk_steps, *plan])
+
+    def run_chunk(carry, parameters, chunk):
+        return driver_advance(
+            optimizer, carry, parameters, shared, target, chunk, compiled,
+            stop_at_target,
+        )  # fmt: skip
+
     for chunk in plan:
         every = min(record_every, chunk)
         before = carry
-
-        def run_chunk(carry, parameters, chunk=chunk):
-            return driver_advance(
-                optimizer, carry, parameters, shared, target, chunk, compiled,
-                stop_at_target,
-            )  # fmt: skip
-
-        carry, energies, made = run_chunk(carry, parameters)
+        carry, energies, made = run_chunk(carry, parameters, chunk)
         while neighbours.overflowed(carry):
             # A neighbour list was too short: grow it, run the chunk again.
             parameters, before = neighbours.grown(parameters, before)
-            carry, energies, made = run_chunk(before, parameters)
+            carry, energies, made = run_chunk(before, parameters, chunk)
         made = int(np.max(made))
         records.append(np.asarray(energies)[:, every - 1 : made : every])
         record_steps.extend(done + every * np.arange(1, made // every + 1))

@@ -56,8 +56,9 @@ def median_ratio(values, reference, resamples: int = BOOTSTRAP_RESAMPLES, seed=N
     """``(ratio, low, high)``: median of ``values`` over median of
     ``reference`` (censored runs +inf, `censored_quantile`) and its 95%
     percentile-bootstrap interval, each sample resampled with replacement on
-    its own. A median that is censored makes the ratio +inf (or 0, or NaN
-    when both are); so do the interval's ends."""
+    its own. A censored median makes the ratio +inf (0 when only the
+    reference's is; NaN when both are); among the resampled ratios, both
+    censored counts as +inf."""
     values = np.asarray(values, dtype=float)
     reference = np.asarray(reference, dtype=float)
     rng = np.random.default_rng(BOOTSTRAP_SEED if seed is None else seed)

@@ -219,12 +219,12 @@ def _watch(recorder: _Recorder, search, advance, chunk, **options) -> RunTrace:
     """Advance a batch-of-one search in chunks of ``chunk`` steps (``options``
     to its ``advance``) until the target or a budget."""
     while True:
-        # One transfer for everything the clock check needs (an index into a
-        # device array costs a dispatch each).
-        carry_best, carry_hit, carry_calls = jax.device_get(
-            (search.carry.best_energy, search.carry.first_hit, search.carry.force_calls)
+        recorder.calls = int(search.total_force_calls[0])
+        # One transfer for the rest (an index into a device array costs a
+        # dispatch each).
+        carry_best, carry_hit = jax.device_get(
+            (search.carry.best_energy, search.carry.first_hit)
         )
-        recorder.calls = int(search.force_calls[0] + carry_calls[0])
         best = min(float(search.best_energy[0]), float(carry_best[0]))
         first_hit = int(search.first_hit[0])
         if first_hit < 0 and int(carry_hit[0]) > 0:
