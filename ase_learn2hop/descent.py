@@ -90,6 +90,15 @@ class Optimizer(NamedTuple):
     step_fn: Callable[..., Any]
 
 
+def select_tree(condition: jax.Array, if_true: Any, if_false: Any) -> Any:
+    """``if_true`` where the bool scalar ``condition`` holds, else
+    ``if_false``, leaf by leaf (two pytrees of one structure): both are
+    computed, as under ``vmap``, where ``lax.cond`` would be too."""
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.where(condition, a, b), if_true, if_false
+    )
+
+
 class GradientDescentState(NamedTuple):
     """State of plain gradient descent.
 

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 
 from ase_learn2hop import driver, learned_optimizer, quench
 from ase_learn2hop.basin_hopping import metropolis_accepts
-from ase_learn2hop.descent import EnergyFn, Optimizer
+from ase_learn2hop.descent import EnergyFn, Optimizer, select_tree
 from ase_learn2hop.geometry import dissociated
 from ase_learn2hop.initialization import compact_random_cluster
 from ase_learn2hop.learned_optimizer import LearnedOptimizerConfig, Theta
@@ -132,12 +132,6 @@ class HoppingState(NamedTuple):
     restarts: jax.Array
 
 
-def _select(condition, if_true, if_false):
-    return jax.tree_util.tree_map(
-        lambda a, b: jnp.where(condition, a, b), if_true, if_false
-    )
-
-
 @functools.lru_cache(maxsize=256)
 def learned_hopping(
     config: LearnedOptimizerConfig, energy_fn: EnergyFn, hopping: HoppingConfig
@@ -192,19 +186,14 @@ def learned_hopping(
         def begin_or_observe():
             # The last evaluation either begins a quench (end of a hop, or the
             # start) or is the trial point of the running one.
-            return jax.lax.cond(
-                state.quench_begins,
-                lambda: quench.quench_begin(
-                    state.positions, state.energy, state.gradient, free
-                ),
-                lambda: quench.quench_observe(
-                    state.quench,
-                    state.positions,
-                    state.energy,
-                    state.gradient,
-                    free,
-                    hopping.max_rise,
-                ),
+            return quench.quench_observe(
+                state.quench,
+                state.positions,
+                state.energy,
+                state.gradient,
+                free,
+                hopping.max_rise,
+                begins=state.quench_begins,
             )
 
         quenching = ~state.hopping
@@ -229,7 +218,7 @@ def learned_hopping(
             )))  # fmt: skip
 
         accept = jax.lax.cond(quench_done, acceptance, lambda: False)
-        minimum_positions, minimum_energy, minimum_gradient = _select(
+        minimum_positions, minimum_energy, minimum_gradient = select_tree(
             accept,
             (current.positions, current.energy, current.gradient),
             (state.minimum_positions, state.minimum_energy, state.minimum_gradient),

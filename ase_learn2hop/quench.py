@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ase_learn2hop.descent import EnergyFn, Optimizer
+from ase_learn2hop.descent import EnergyFn, Optimizer, select_tree
 from ase_learn2hop.geometry import FREE, Geometry
 
 #: Past steps kept by L-BFGS (pele's default is 4; 10 costs nothing here).
@@ -122,49 +122,47 @@ def quench_observe(
     free: jax.Array | None = None,
     max_rise: float = MAX_RISE,
     memory: int = MEMORY,
+    begins: jax.Array | bool = False,
 ) -> QuenchState:
     """Judge the evaluated trial point: accept it (update the memory and the
     direction) unless the energy rose by more than ``max_rise`` or is not
-    finite; otherwise halve the next step.
+    finite; otherwise halve the next step. With ``begins`` (a bool scalar)
+    the point instead begins a fresh quench, as `quench_begin`.
 
-    The three outcomes are branches of ``lax.switch``, so that an unbatched
-    quench runs only the L-BFGS recursion it needs (under ``vmap`` every
-    branch is computed and one selected)."""
+    Every outcome that needs a new direction (begin, accept, restart after
+    `MAX_REJECTIONS`) takes it from one L-BFGS recursion on selected inputs,
+    so that under ``vmap`` a step costs one recursion, not one per outcome.
+    """
     gradient = gradient if free is None else gradient * free
     lbfgs = _lbfgs(memory)
-    accept = jnp.isfinite(energy) & (energy <= state.energy + max_rise)
+    accept = begins | (jnp.isfinite(energy) & (energy <= state.energy + max_rise))
     rejections = jnp.where(accept, 0, state.rejections + 1)
-    # Too many rejections: the curvature pairs mislead; start again along -g.
+    # Too many rejections: the curvature pairs mislead; start again along -g
+    # from the last accepted point.
     reset = rejections >= MAX_REJECTIONS
-
-    def accepted():
-        direction, lbfgs_state = lbfgs.update(gradient, state.lbfgs, positions)
-        return QuenchState(
-            positions,
-            energy,
-            gradient,
-            _descent_direction(direction, gradient),
-            lbfgs_state,
-            jnp.ones_like(state.step_scale),
-            rejections,
-            state.iterations + 1,
-        )
-
-    def rejected():
-        return state._replace(
-            step_scale=0.5 * state.step_scale,
-            rejections=rejections,
-            iterations=state.iterations + 1,
-        )
-
-    def restarted():
-        fresh = quench_begin(
-            state.positions, state.energy, state.gradient, None, memory
-        )
-        return fresh._replace(iterations=state.iterations + 1)
-
-    branch = jnp.where(accept, 0, jnp.where(reset, 2, 1))
-    return jax.lax.switch(branch, (accepted, rejected, restarted))
+    at, at_energy, at_gradient = select_tree(
+        reset,
+        (state.positions, state.energy, state.gradient),
+        (positions, energy, gradient),
+    )
+    history = select_tree(begins | reset, lbfgs.init(at), state.lbfgs)
+    direction, history = lbfgs.update(at_gradient, history, at)
+    moved = QuenchState(
+        at,
+        at_energy,
+        at_gradient,
+        _descent_direction(direction, at_gradient),
+        history,
+        jnp.ones_like(state.step_scale),
+        jnp.where(reset, 0, rejections),
+        jnp.where(begins, 0, state.iterations + 1),
+    )
+    halved = state._replace(
+        step_scale=0.5 * state.step_scale,
+        rejections=rejections,
+        iterations=state.iterations + 1,
+    )
+    return select_tree(accept | reset, moved, halved)
 
 
 def largest_force(gradient: jax.Array) -> jax.Array:

@@ -124,3 +124,43 @@ def test_a_step_that_raises_the_energy_is_rejected_and_halved():
     assert float(judged.step_scale) == 0.5 and int(judged.rejections) == 1
     nan = quench.quench_observe(state, uphill, jnp.nan, raised_gradient)
     np.testing.assert_array_equal(nan.positions, start)
+
+
+def test_rejections_in_a_row_restart_along_the_gradient_from_the_last_accepted_point():
+    """After `MAX_REJECTIONS` rejected trials the memory is dropped and the
+    next direction is steepest descent from the last accepted point; a quench
+    that begins anew (``begins``) starts the same way from the new point."""
+    system = systems.lennard_jones_system(13)
+    value_and_grad = jax.value_and_grad(system.energy_fn)
+    start = jnp.asarray(systems.starting_structures(jax.random.key(5), system, 1)[0])
+    state = quench.quench_begin(start, *value_and_grad(start, None))
+    accepted = quench.quench_trial(state, 0.1)
+    state = quench.quench_observe(state, accepted, *value_and_grad(accepted, None))
+    assert int(state.rejections) == 0 and int(state.iterations) == 1
+    energy, gradient = state.energy, state.gradient
+    uphill = accepted.at[0, 0].add(0.5)
+    raised, raised_gradient = value_and_grad(uphill, None)
+    assert float(raised) > float(energy) + quench.MAX_RISE
+    for rejection in range(1, quench.MAX_REJECTIONS):
+        state = quench.quench_observe(state, uphill, raised, raised_gradient)
+        assert int(state.rejections) == rejection
+        assert float(state.step_scale) == 0.5**rejection
+    state = quench.quench_observe(state, uphill, raised, raised_gradient)
+    np.testing.assert_array_equal(state.positions, accepted)
+    assert float(state.energy) == float(energy)
+    assert int(state.rejections) == 0 and float(state.step_scale) == 1.0
+    assert int(state.iterations) == 1 + quench.MAX_REJECTIONS
+    cosine = jnp.vdot(state.direction, gradient) / (
+        jnp.linalg.norm(state.direction) * jnp.linalg.norm(gradient)
+    )
+    np.testing.assert_allclose(float(cosine), 1.0, atol=1e-6)
+    # Beginning anew at the uphill point: steepest descent from there.
+    fresh = quench.quench_observe(
+        state, uphill, raised, raised_gradient, begins=jnp.asarray(True)
+    )
+    np.testing.assert_array_equal(fresh.positions, uphill)
+    assert int(fresh.iterations) == 0 and int(fresh.rejections) == 0
+    cosine = jnp.vdot(fresh.direction, raised_gradient) / (
+        jnp.linalg.norm(fresh.direction) * jnp.linalg.norm(raised_gradient)
+    )
+    np.testing.assert_allclose(float(cosine), 1.0, atol=1e-6)
