@@ -153,13 +153,8 @@ class LearnedHopOptimizer(Optimizer):
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         compilation_cache.enable()
         with float64():
-            problem = conversion.search_problem(
-                atoms,
-                fast=fast,
-                length_scale=length_scale,
-                n_starts=n_starts,
-                starts=starts,
-            )
+            options = {"fast": fast, "length_scale": length_scale, "starts": starts}
+            problem = conversion.search_problem(atoms, n_starts=n_starts, **options)
             self.system, self.fast, self.context = problem[:3]
             self.energy_fn, self.potential_parameters = problem[3:]
             self.weights = weight_files.weights_for(
@@ -182,9 +177,8 @@ class LearnedHopOptimizer(Optimizer):
             )
         self.minima = DistinctMinima(geometry=self.context.geometry, template=atoms)
         if isinstance(minima_trajectory, (str, os.PathLike)):
-            minima_trajectory = self.closelater(
-                Trajectory(minima_trajectory, "w", atoms)
-            )
+            trajectory_file = Trajectory(minima_trajectory, "w", atoms)
+            minima_trajectory = self.closelater(trajectory_file)
         self.minima.trajectory = minima_trajectory
         self.stopped_by: str | None = None
         self.start_energies: np.ndarray | None = None
@@ -249,9 +243,11 @@ class LearnedHopOptimizer(Optimizer):
             self.minima.add(float(energy), structure)
             self._offer_best(float(energy), structure)
 
-    def _advance(self, n_steps: int) -> None:
-        self._search = protocols.advance_search(self, n_steps, self._record_minima)
+    def _advance(self, n_steps: int, target: float | None = None) -> int:
+        found = protocols.advance_search(self, n_steps, self._record_minima, target)
+        self._search, made = found
         self._account()
+        return made
 
     def _finish_cycle(self) -> None:
         self._search = protocols.finish_search(self, self._record_minima)
@@ -294,8 +290,9 @@ class LearnedHopOptimizer(Optimizer):
             fmax: force criterion (eV/Å) of the final polish.
             steps: learned steps; ``None`` makes `default_steps` (ten cycles of
                 the weights' horizon), 0 leaves ``atoms`` untouched.
-            target_energy: stop at the end of the chunk in which the best
-                energy found (the logfile's "Best") reaches this energy.
+            target_energy: stop once the best energy found (the logfile's
+                "Best") reaches this energy: one start's learned basin hopping
+                at that force call, else at the end of that chunk.
             max_force_calls: stop at the end of the chunk in which the energy
                 and force calls of this optimizer (``energy_evaluations``)
                 reach this number; the closing polish comes on top.
@@ -341,7 +338,7 @@ class LearnedHopOptimizer(Optimizer):
                         self.max_steps - self.nsteps,
                     )
                 )
-                self._advance(chunk)
+                chunk = self._advance(chunk, target_energy)
                 self.nsteps += chunk
                 self.stopped_by = self._stop_reason(target_energy, max_force_calls)
                 if self.stopped_by is None:
@@ -405,10 +402,9 @@ class LearnedHopOptimizer(Optimizer):
         best = self.best_energy
         if self._search is not None:
             for energies in (self._search.best_energy, self._search.carry.best_energy):
-                energies = np.asarray(energies)
-                energies = energies[np.isfinite(energies)]
-                if energies.size:
-                    best = min(best, float(energies.min()))
+                finite = np.asarray(energies)[np.isfinite(energies)]
+                if finite.size:
+                    best = min(best, float(finite.min()))
         return best
 
     def step(self) -> None:

@@ -155,21 +155,34 @@ def start_search(optimizer, positions: np.ndarray):
 
 
 def advance_search(
-    optimizer, n_steps: int, on_minimum: Callable[[np.ndarray, np.ndarray], Any]
+    optimizer,
+    n_steps: int,
+    on_minimum: Callable[[np.ndarray, np.ndarray], Any],
+    target_energy: float | None = None,
 ):
     """``n_steps`` more steps of the optimizer's search, in chunks of
-    ``observe_every``."""
-    advance = cycles.cycles_advance
-    if optimizer.hopping is not None:
-        advance = hopping_search.hopping_advance
+    ``observe_every``: ``(search, steps made)``. With a ``target_energy``,
+    learned basin hopping stops each start at the force call at which it
+    first reaches it (fewer steps once every start has); the paper's cycles
+    run all ``n_steps``."""
+    search = optimizer._search
     with float64():
-        found, _, _ = advance(
-            optimizer._search,
+        if optimizer.hopping is None:
+            found, _, _ = cycles.cycles_advance(
+                search, n_steps, chunk_steps=optimizer.observe_every,
+                on_minimum=on_minimum,
+            )  # fmt: skip
+            return found, n_steps
+        if target_energy is not None:
+            search = search._replace(target_energy=float(target_energy))
+        found, _, _ = hopping_search.hopping_advance(
+            search,
             n_steps,
             chunk_steps=optimizer.observe_every,
             on_minimum=on_minimum,
+            stop_at_target=target_energy is not None,
         )
-    return found
+    return found, found.steps - search.steps
 
 
 def finish_search(optimizer, on_minimum: Callable[[np.ndarray, np.ndarray], Any]):

@@ -248,14 +248,36 @@ def test_restarts_are_on_by_default_and_can_be_turned_off(atoms, weights):
         optimizer(atoms, weights, restart_after=-1)
 
 
-def test_target_energy_stops_the_search(atoms, weights):
+@pytest.mark.parametrize("protocol", ["hopping", "paper"])
+def test_target_energy_stops_the_search(atoms, weights, protocol):
     start = atoms.get_potential_energy()
-    opt = optimizer(atoms, weights)
+    opt = optimizer(atoms, weights, protocol=protocol)
     opt.run(fmax=0.01, steps=1000, target_energy=start)
     assert opt.stopped_by == "target_energy"
-    assert opt.nsteps == 5  # the end of the first chunk
+    # Hopping: within the first steps, inside the first chunk; paper: at the
+    # first chunk's end.
+    assert opt.nsteps < 5 if protocol == "hopping" else opt.nsteps == 5
     assert atoms.get_potential_energy() <= start
     assert largest_force(atoms) < 0.01
+
+
+def test_target_energy_stops_hopping_at_the_force_call_that_reaches_it(atoms0, weights):
+    """One start: the run ends at the step whose force call first reaches the
+    target, inside a chunk, as the same search observed after every step
+    says."""
+    stepwise = atoms0.copy()
+    stepwise.calc = atoms0.calc.__class__()
+    opt = optimizer(stepwise, weights, observe_every=1)
+    best = [opt.best_so_far for _ in opt.irun(steps=200)][1:-1]
+    improved = [k for k in range(30, len(best)) if best[k] < best[k - 1]]
+    step = next(k + 1 for k in improved if (k + 1) % 50)  # not a chunk's end
+    atoms = atoms0.copy()
+    atoms.calc = atoms0.calc.__class__()
+    opt = optimizer(atoms, weights, observe_every=50)
+    opt.run(steps=200, target_energy=best[step - 1])
+    assert opt.stopped_by == "target_energy"
+    assert opt.nsteps == step
+    assert opt.energy_evaluations - opt._polish_calls == step + 1
 
 
 @pytest.mark.parametrize("protocol, budget", [("hopping", 500), ("paper", 2500)])
