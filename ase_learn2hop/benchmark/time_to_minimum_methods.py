@@ -96,6 +96,12 @@ class _Recorder:
             self.improvements.append((used, self.elapsed(), energy))
         return energy <= self.target
 
+    def watch(self, energy: float) -> bool:
+        """An energy evaluated at force call ``calls``: noted only when it
+        reaches the target (True then), so that a run is credited at that
+        call while its trace keeps one improvement per quench (`offer`)."""
+        return float(energy) <= self.target and self.offer(energy)
+
     def trace(self) -> RunTrace:
         return RunTrace(self.improvements, int(self.calls), self.elapsed())
 
@@ -312,9 +318,10 @@ def run_scipy_basin_hopping(
 ) -> RunTrace:
     """``scipy.optimize.basinhopping`` with L-BFGS-B quenches (GMIN / pele).
 
-    Every evaluated energy is offered to the recorder, as the driver counts
-    ours: the run reaches the target at the first force call below it, not
-    when the quench that made that call ends."""
+    Every evaluated energy is watched, as the driver watches ours: the run
+    reaches the target at the first force call below it, not when the quench
+    that made that call ends; each quench's minimum is noted as an
+    improvement."""
     from scipy.optimize import basinhopping
 
     energy, _ = numpy_energy(system)
@@ -325,9 +332,13 @@ def run_scipy_basin_hopping(
             raise _Stop
         recorder.calls += 1
         value, gradient = energy(x)
-        if recorder.offer(value):
+        if recorder.watch(value):
             raise _Stop
         return value, gradient
+
+    def callback(x, quench_minimum, accepted):
+        recorder.offer(quench_minimum)
+        return recorder.spent()
 
     try:
         basinhopping(
@@ -337,7 +348,7 @@ def run_scipy_basin_hopping(
             T=HOPPING_TEMPERATURE[system.potential],
             stepsize=HOPPING_STEP,
             minimizer_kwargs={"method": "L-BFGS-B", "jac": True},
-            callback=lambda *_: recorder.spent(),
+            callback=callback,
             rng=np.random.default_rng(seed),
         )
     except _Stop:
@@ -347,7 +358,7 @@ def run_scipy_basin_hopping(
 
 class _BudgetCalculator(CountingCalculator):
     """`CountingCalculator` that also stops at the recorder's deadline and
-    offers every evaluated energy to it (a hit ends the run at that call)."""
+    lets it watch every evaluated energy (a hit ends the run at that call)."""
 
     def __init__(self, calculator, recorder: _Recorder):
         super().__init__(calculator, recorder.budget)
@@ -358,7 +369,7 @@ class _BudgetCalculator(CountingCalculator):
             raise ForceBudgetExhausted
         super().calculate(*args, **kwargs)
         self.recorder.calls = self.force_calls
-        if self.recorder.offer(self.results["energy"]):
+        if self.recorder.watch(self.results["energy"]):
             raise _Stop
 
 
@@ -367,7 +378,8 @@ def run_ase_basin_hopping(
 ) -> RunTrace:
     """ASE's ``BasinHopping`` (kT, dr = 0.4, FIRE quenches to fmax 1e-3) through
     our calculator; one ``run`` (so Metropolis acceptance is ASE's own). Every
-    evaluated energy is offered to the recorder, as for the other methods."""
+    evaluated energy is watched, as for the other methods, and each hop's
+    lowest minimum noted."""
     from ase.optimize import FIRE
     from ase.optimize.basin import BasinHopping
 
@@ -379,7 +391,7 @@ def run_ase_basin_hopping(
     state = np.random.get_state()
     np.random.seed(seed)
     try:
-        BasinHopping(
+        hopping = BasinHopping(
             atoms,
             temperature=HOPPING_TEMPERATURE[system.potential],
             optimizer=FIRE,
@@ -389,7 +401,10 @@ def run_ase_basin_hopping(
             trajectory=None,
             optimizer_logfile=None,
             local_minima_trajectory=None,
-        ).run(10**9)
+        )
+        recorder.offer(hopping.Emin)
+        hopping.attach(lambda: recorder.offer(hopping.Emin))
+        hopping.run(10**9)
     except (_Stop, ForceBudgetExhausted):
         pass
     finally:
