@@ -36,6 +36,11 @@ GENERIC_TEMPERATURE = 0.2
 #: protocol: larger clusters need longer hops (LJ13 and LJ26 with the ``lj``
 #: weights, README); weights trained for hopping carry their own hop length.
 HOP_STEPS_PER_ATOM = 25
+#: The same per potential family where it was measured apart: Gupta (gold
+#: with ``au55``) hops 10 steps per atom, where 25 left half of 8 Au55
+#: searches above the global minimum after 200 000 force calls and 10 found
+#: it in all 8 (`benchmarks/results/hop_length_au55.md`).
+HOP_STEPS_PER_ATOM_BY_POTENTIAL = {"gupta": 10}
 #: Hops without a new lowest minimum after which a free cluster restarts from
 #: a new random structure (`learned_hopping.HoppingConfig.restart_after`): on
 #: LJ38 a third of the searches stay in the icosahedral funnel for the whole
@@ -43,9 +48,12 @@ HOP_STEPS_PER_ATOM = 25
 RESTART_AFTER_HOPS = 100
 
 
-def default_hop_steps(n_atoms: int) -> int:
-    """`HOP_STEPS_PER_ATOM` times the number of atoms."""
-    return HOP_STEPS_PER_ATOM * int(n_atoms)
+def default_hop_steps(n_atoms: int, potential: str | None = None) -> int:
+    """Learned steps per hop of weights trained on the paper's protocol: the
+    potential family's `HOP_STEPS_PER_ATOM_BY_POTENTIAL`, else
+    `HOP_STEPS_PER_ATOM`, times the number of atoms."""
+    per_atom = HOP_STEPS_PER_ATOM_BY_POTENTIAL.get(potential, HOP_STEPS_PER_ATOM)
+    return per_atom * int(n_atoms)
 
 
 def default_temperature(potential: str | None, potential_parameters: Any) -> float:
@@ -103,7 +111,7 @@ def hopping_config(
                 {**training, "horizon": weights.horizon}, n_atoms
             )
         else:
-            hop_steps = default_hop_steps(n_atoms)
+            hop_steps = default_hop_steps(n_atoms, system.potential if fast else None)
     hop_steps = check_count(hop_steps, "hop_steps")
     if hop_steps < 1:
         raise ValueError("hop_steps must be at least 1")

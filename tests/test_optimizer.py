@@ -192,9 +192,7 @@ def test_restart_file_continues_the_search(weights, tmp_path):
     runner = resumed.irun(steps=20)
     next(runner)  # before the first step
     next(runner)
-    np.testing.assert_allclose(
-        resumed.current_positions[0], positions[2], atol=1e-10
-    )
+    np.testing.assert_allclose(resumed.current_positions[0], positions[2], atol=1e-10)
 
 
 def test_generic_path_with_emt():
@@ -222,6 +220,12 @@ def test_bimetallic_species_reach_the_features(weights):
     optimizer = LearnedHopOptimizer(atoms, weights=weights, logfile=None)
     assert sorted(set(np.asarray(optimizer.context.species))) == [0, 1]
     optimizer.run(steps=10)
+    # Weights trained for the paper's protocol hop 10 steps per atom on Gupta
+    # potentials and 25 elsewhere (protocols.HOP_STEPS_PER_ATOM_BY_POTENTIAL).
+    assert optimizer.hopping.hop_steps == 10 * 6
+    assert (
+        LearnedHopOptimizer(lj_cluster(), weights=weights).hopping.hop_steps == 25 * 7
+    )
 
 
 def test_errors_are_clear(weights, tmp_path):
@@ -291,8 +295,9 @@ def test_shipped_weights_are_picked_by_system(name, protocol, expected):
     assert optimizer.weights.name == expected
     if protocol == "hopping":
         # Hops as long as the weights were trained for: 10 learned steps per
-        # atom for lj_hopping, 25 per atom for weights of the paper's protocol.
-        per_atom = 10 if expected == "lj_hopping" else 25
+        # atom for lj_hopping; weights of the paper's protocol 25 per atom, 10
+        # on Gupta potentials (gold and the bimetallic clusters).
+        per_atom = 10 if expected == "lj_hopping" or system.potential == "gupta" else 25
         assert optimizer.hopping.hop_steps == per_atom * system.n_atoms
     manifest = optimizer.weights.manifest
     for key in ("systems", "commit", "horizon", "training", "command"):
