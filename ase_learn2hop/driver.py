@@ -186,9 +186,12 @@ def driver_advance(
             carry = step_one(optimizer, carry, parameters, shared, target_energy)
             return index + 1, carry, energies.at[index].set(carry.state.energy)
 
-        # A loop bound that is not a compile-time constant: a while loop.
+        # A loop bound that is not a compile-time constant: a while loop. Its
+        # counter has the bound's integer type: with int32 against an int64
+        # bound, a learned LJ13 step of one search cost 26 instead of 20 µs.
+        index = jnp.zeros((), jnp.asarray(active).dtype)
         made, carry, energies = jax.lax.while_loop(
-            going, advance, (jnp.zeros((), jnp.int32), carry, energies)
+            going, advance, (index, carry, energies)
         )
         if stop_at_target:
             stopped = jnp.arange(steps) >= made

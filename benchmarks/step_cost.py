@@ -112,7 +112,7 @@ def _learned_step(system, weights, positions, context, steps: int, repeats: int)
     def advance():
         # The timed chunks go on from where the last one ended.
         nonlocal carry
-        carry, energies = compiled(carry, parameters, weights.theta, target, active)
+        carry, energies = compiled(carry, parameters, weights.theta, target, active)[:2]
         jax.block_until_ready(energies)
         if neighbours.overflowed(carry):
             raise RuntimeError("the neighbour list overflowed: not timed")

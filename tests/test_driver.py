@@ -283,3 +283,51 @@ def test_parameters_batched_per_start_match_each_system_alone():
     swapped = jax.tree_util.tree_map(lambda leaf: leaf[::-1], parameters)
     other = run_batched(optimizer, starts, 0, swapped)
     assert not np.allclose(other.carry.state.energy, together.carry.state.energy)
+
+
+@pytest.mark.parametrize("stop_at_target", [False, True])
+def test_the_step_loop_counts_in_the_type_of_its_bound(lj7_starts, stop_at_target):
+    # An int32 counter compared with an int64 bound (x64, the product's mode)
+    # made one learned LJ13 step of one search cost 26 instead of 20 µs
+    # (benchmarks/results/step_cost.md): the loop's condition must compare
+    # like with like, with no conversion.
+    from ase_learn2hop.driver import driver_advance
+
+    optimizer = gradient_descent(lennard_jones_energy_fn, 1e-3)
+    carry = start(optimizer, lj7_starts[:1])
+    bound = jnp.asarray(10)
+    target = jnp.asarray(-jnp.inf)
+
+    def chunk(carry, bound):
+        return driver_advance(
+            optimizer, carry, None, None, target, bound, 10, stop_at_target
+        )
+
+    jaxpr = jax.make_jaxpr(chunk)(carry, bound)
+
+    def loops(jaxpr):
+        for equation in jaxpr.eqns:
+            if equation.primitive.name == "while":
+                yield equation
+            for parameter in equation.params.values():
+                inner = getattr(parameter, "jaxpr", None)
+                if inner is not None:
+                    yield from loops(getattr(inner, "jaxpr", inner))
+
+    (loop,) = list(loops(jaxpr.jaxpr))
+    condition = loop.params["cond_jaxpr"].jaxpr
+    comparisons = [
+        [variable.aval.dtype for variable in equation.invars]
+        for equation in condition.eqns
+        if equation.primitive.name == "lt"
+    ]
+    assert bound.dtype == jnp.int64
+    assert [jnp.int64, jnp.int64] in comparisons
+    assert all(left == right for left, right in comparisons)
+    narrowed = [
+        equation for equation in condition.eqns
+        if equation.primitive.name == "convert_element_type"
+        and jnp.issubdtype(equation.params["new_dtype"], jnp.integer)
+        and equation.params["new_dtype"] != jnp.int64
+    ]  # fmt: skip
+    assert narrowed == []
