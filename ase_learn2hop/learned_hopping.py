@@ -132,6 +132,20 @@ class HoppingState(NamedTuple):
     restarts: jax.Array
 
 
+class _Outcome(NamedTuple):
+    """What the quench phase of a step decided (`learned_hopping`'s step)."""
+
+    quench: quench.QuenchState
+    quench_done: jax.Array
+    accept: jax.Array
+    minimum: tuple
+    hop_from: tuple
+    lowest: jax.Array
+    stale: jax.Array
+    restart: jax.Array
+    restart_positions: jax.Array
+
+
 @functools.lru_cache(maxsize=256)
 def learned_hopping(
     config: LearnedOptimizerConfig, energy_fn: EnergyFn, hopping: HoppingConfig
@@ -181,12 +195,30 @@ def learned_hopping(
         can_restart = hopping.restart_after > 0 and free is None
         can_restart = can_restart and not context.geometry.periodic
         # Phases are lax.cond branches: one start (not vmapped by the driver)
-        # computes only its branch; under vmap both run and one is selected.
+        # computes only its branch; under vmap every branch runs and one is
+        # selected. A hop step (most calls) passes two conditionals: on one
+        # search each costs about a microsecond, so what happens only at the
+        # end of a quench is nested inside the quench's branch.
+        unchanged = _Outcome(
+            quench=state.quench,
+            quench_done=jnp.asarray(False),
+            accept=jnp.asarray(False),
+            minimum=(
+                state.minimum_positions,
+                state.minimum_energy,
+                state.minimum_gradient,
+            ),
+            hop_from=(state.positions, state.gradient, state.learned),
+            lowest=state.lowest_minimum,
+            stale=state.stale_hops,
+            restart=jnp.asarray(False),
+            restart_positions=state.positions,
+        )
 
-        def begin_or_observe():
+        def quench_phase():
             # The last evaluation either begins a quench (end of a hop, or the
             # start) or is the trial point of the running one.
-            return quench.quench_observe(
+            current = quench.quench_observe(
                 state.quench,
                 state.positions,
                 state.energy,
@@ -195,54 +227,92 @@ def learned_hopping(
                 hopping.max_rise,
                 begins=state.quench_begins,
             )
+            quench_done = (
+                quench.quench_converged(current, hopping.quench_fmax)
+                | (current.iterations >= hopping.max_quench_steps)
+                | ~jnp.isfinite(current.energy)
+            )
+            going_on = unchanged._replace(quench=current)
+            return jax.lax.cond(
+                quench_done, lambda: quench_end(current), lambda: going_on
+            )
 
-        quenching = ~state.hopping
-        current = jax.lax.cond(quenching, begin_or_observe, lambda: state.quench)
-        quench_done = quenching & (
-            quench.quench_converged(current, hopping.quench_fmax)
-            | (current.iterations >= hopping.max_quench_steps)
-            | ~jnp.isfinite(current.energy)
-        )
-
-        first = ~jnp.isfinite(state.minimum_energy)
-
-        def acceptance():
+        def quench_end(current):
             # Metropolis on the quenched structure against the current minimum;
             # a free cluster that lost an atom is never accepted (but a first
             # minimum always is).
+            first = ~jnp.isfinite(state.minimum_energy)
             whole = True
             if not context.geometry.periodic:
                 whole = ~dissociated(current.positions, context.length_scale)
-            return jnp.isfinite(current.energy) & (first | (whole & metropolis_accepts(
+            accept = jnp.isfinite(current.energy) & (first | (whole & metropolis_accepts(
                 current.energy, state.minimum_energy, acceptance_key, hopping.temperature
             )))  # fmt: skip
+            minimum_positions, minimum_energy, minimum_gradient = select_tree(
+                accept,
+                (current.positions, current.energy, current.gradient),
+                unchanged.minimum,
+            )
+            # The hop's first learned step starts from the minimum with a
+            # fresh learned state (the frame is drawn only then).
+            start, start_gradient = minimum_positions, minimum_gradient
+            if hopping.reorient and free is None:
+                start, start_gradient = context.geometry.random_frame(
+                    frame_key, start, start_gradient
+                )
+            improved = current.energy < state.lowest_minimum - 1e-6 * jnp.abs(
+                current.energy
+            )
+            # A quench that ended on a non-finite energy found nothing.
+            lowest = jnp.where(
+                jnp.isfinite(current.energy),
+                jnp.minimum(state.lowest_minimum, current.energy),
+                state.lowest_minimum,
+            )
+            stale = jnp.where(improved, 0, state.stale_hops + 1)
+            restart = jnp.asarray(False)
+            restart_positions = state.positions
+            if can_restart:
+                # Stuck in one funnel: a new random structure, quenched next
+                # and accepted like the start (the best so far is the
+                # driver's).
+                restart = stale >= hopping.restart_after
+                restart_positions = jax.lax.cond(
+                    restart,
+                    lambda: compact_random_cluster(
+                        frame_key,
+                        state.positions.shape[0],
+                        context.length_scale,
+                        jnp.mean(minimum_positions, axis=0),
+                    ).astype(state.positions.dtype),
+                    lambda: state.positions,
+                )
+                minimum_energy = jnp.where(restart, jnp.inf, minimum_energy)
+                lowest = jnp.where(restart, jnp.inf, lowest)
+                stale = jnp.where(restart, 0, stale)
+            return _Outcome(
+                quench=current,
+                quench_done=jnp.asarray(True),
+                accept=accept,
+                minimum=(minimum_positions, minimum_energy, minimum_gradient),
+                hop_from=(
+                    start,
+                    start_gradient,
+                    learned_optimizer.restart(state.learned),
+                ),
+                lowest=lowest,
+                stale=stale,
+                restart=restart,
+                restart_positions=restart_positions,
+            )
 
-        accept = jax.lax.cond(quench_done, acceptance, lambda: False)
-        minimum_positions, minimum_energy, minimum_gradient = select_tree(
-            accept,
-            (current.positions, current.energy, current.gradient),
-            (state.minimum_positions, state.minimum_energy, state.minimum_gradient),
-        )
-
+        outcome = jax.lax.cond(state.hopping, lambda: unchanged, quench_phase)
+        quench_done = outcome.quench_done
         moving = state.hopping | quench_done
         hop_step = jnp.where(quench_done, 1, state.hop_step + state.hopping)
 
         def learned_step():
-            # The next step of the hop, or the first from the minimum with a
-            # fresh learned state (the frame is drawn only then).
-            def first_step():
-                start, start_gradient = minimum_positions, minimum_gradient
-                if hopping.reorient and free is None:
-                    start, start_gradient = context.geometry.random_frame(
-                        frame_key, start, start_gradient
-                    )
-                return start, start_gradient, learned_optimizer.restart(state.learned)
-
-            hop_from, hop_gradient, learned_state = jax.lax.cond(
-                quench_done,
-                first_step,
-                lambda: (state.positions, state.gradient, state.learned),
-            )
+            hop_from, hop_gradient, learned_state = outcome.hop_from
             displacement, learned_state = learned_optimizer.update(
                 theta, config, learned_state, hop_from, hop_gradient, context
             )
@@ -252,38 +322,16 @@ def learned_hopping(
 
         def quench_step():
             max_step = hopping.max_step * context.length_scale
-            return quench.quench_trial(current, max_step), state.learned
+            return quench.quench_trial(outcome.quench, max_step), state.learned
 
         positions, learned_state = jax.lax.cond(moving, learned_step, quench_step)
-        improved = current.energy < state.lowest_minimum - 1e-6 * jnp.abs(
-            current.energy
-        )
-        # A quench that ended on a non-finite energy found nothing.
-        lowest = jnp.where(
-            quench_done & jnp.isfinite(current.energy),
-            jnp.minimum(state.lowest_minimum, current.energy),
-            state.lowest_minimum)  # fmt: skip
-        stale = jnp.where(quench_done & improved, 0, state.stale_hops + quench_done)
-        restart = jnp.asarray(False)
+        restart = outcome.restart
         if can_restart:
-            # Stuck in one funnel: a new random structure, quenched next and
-            # accepted like the start (the best so far is the driver's).
-            restart = quench_done & (stale >= hopping.restart_after)
-            positions = jax.lax.cond(
-                restart,
-                lambda: compact_random_cluster(
-                    frame_key,
-                    positions.shape[0],
-                    context.length_scale,
-                    jnp.mean(minimum_positions, axis=0),
-                ).astype(positions.dtype),
-                lambda: positions,
-            )
-            minimum_energy = jnp.where(restart, jnp.inf, minimum_energy)
-            lowest = jnp.where(restart, jnp.inf, lowest)
-            stale = jnp.where(restart, 0, stale)
+            positions = jnp.where(restart, outcome.restart_positions, positions)
         still_hopping = moving & ~restart & (hop_step < hopping.hop_steps)
         energy, gradient = value_and_grad(positions, parameters.potential)
+        minimum_positions, minimum_energy, minimum_gradient = outcome.minimum
+        first = ~jnp.isfinite(state.minimum_energy)
         return HoppingState(
             positions=positions,
             energy=energy,
@@ -291,16 +339,16 @@ def learned_hopping(
             hopping=still_hopping,
             hop_step=hop_step,
             learned=learned_state,
-            quench=current,
+            quench=outcome.quench,
             quench_begins=moving & ~still_hopping,
             minimum_positions=minimum_positions,
             minimum_energy=minimum_energy,
             minimum_gradient=minimum_gradient,
             key=jax.random.key_data(key),
             hops=state.hops + quench_done,
-            accepted=state.accepted + (accept & ~first),
-            lowest_minimum=lowest,
-            stale_hops=stale,
+            accepted=state.accepted + (outcome.accept & ~first),
+            lowest_minimum=outcome.lowest,
+            stale_hops=outcome.stale,
             restarts=state.restarts + restart,
         )
 
