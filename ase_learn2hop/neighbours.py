@@ -40,7 +40,7 @@ from jax_md import partition
 from ase_learn2hop.geometry import Geometry
 
 #: From this many atoms a single search computes the radial features on a
-#: neighbour list (`benchmarks/results/step_cost.md`, code 35da9ed: all pairs
+#: neighbour list (`benchmarks/results/step_cost_35da9ed.md`: all pairs
 #: are faster up to 561 atoms, 9% there, the list 1.2x faster at 1000).
 MIN_ATOMS = 800
 #: Verlet skin, in length scales: the list is rebuilt once an atom has moved
