@@ -47,13 +47,16 @@ def first_hits(
     seed: int,
     weights: str | None = None,
     temperature: float | None = None,
+    reference_energy: float | None = None,
     **settings,
 ) -> tuple[np.ndarray, learned_hopping.HoppingConfig]:
     """``([runs], settings)``: the force calls at which each search first
     reached the global minimum (+inf where it did not within ``force_calls``),
     and the `HoppingConfig` used: the optimizer's (`protocols.hopping_config`;
     ``hop_steps`` and ``temperature`` ``None`` are its defaults) with the
-    ``settings`` not ``None`` replaced (``quench_fmax``, ``restart_after``)."""
+    ``settings`` not ``None`` replaced (``quench_fmax``, ``restart_after``).
+    Success is within 1e-3 relative of ``reference_energy``, by default the
+    system's known global minimum."""
     starts = methods.relaxed_starts(system, jax.random.key(seed), runs)
     weights = (
         methods.learned_weights(system) if weights is None else load_weights(weights)
@@ -64,7 +67,11 @@ def first_hits(
     hopping = hopping._replace(
         **{name: value for name, value in settings.items() if value is not None}
     )
-    target = system.global_minimum * (1 - 1e-3)
+    if reference_energy is None:
+        reference_energy = system.global_minimum
+    if reference_energy is None:
+        raise ValueError(f"{system.name} has no known minimum: give --reference-energy")
+    target = reference_energy * (1 - 1e-3)
     with float64():
         search = hopping_search.hopping_start(
             weights.theta,
@@ -125,13 +132,21 @@ def main() -> None:
         help="stale hops before a restart, 0 never (default: the optimizer's)",
     )
     parser.add_argument("--seed", type=int, default=0, help="set of starts")
+    parser.add_argument(
+        "--reference-energy",
+        type=float,
+        default=None,
+        help="success within 1e-3 relative of this energy (default: the "
+        "system's known global minimum)",
+    )
     arguments = parser.parse_args()
     system = systems.system_from_name(arguments.system)
     commit = current_commit()
     print(
         f"{platform.machine()}, jax {jax.__version__}, code {commit}; "
         f"{system.name}, {arguments.runs} runs, seed {arguments.seed}, "
-        f"{arguments.force_calls} force calls each\n"
+        f"{arguments.force_calls} force calls each, success within 1e-3 "
+        f"relative of {arguments.reference_energy or system.global_minimum}\n"
     )
     print(
         "| weights | hop steps | kT | quench fmax | restart after | successes "
@@ -154,6 +169,7 @@ def main() -> None:
             arguments.seed,
             weights,
             temperature,
+            arguments.reference_energy,
             quench_fmax=fmax,
             restart_after=restart_after,
         )
