@@ -199,6 +199,7 @@ def learned_hopping(
         # selected. A hop step (most calls) passes two conditionals: on one
         # search each costs about a microsecond, so what happens only at the
         # end of a quench is nested inside the quench's branch.
+        first = ~jnp.isfinite(state.minimum_energy)
         unchanged = _Outcome(
             quench=state.quench,
             quench_done=jnp.asarray(False),
@@ -241,7 +242,6 @@ def learned_hopping(
             # Metropolis on the quenched structure against the current minimum;
             # a free cluster that lost an atom is never accepted (but a first
             # minimum always is).
-            first = ~jnp.isfinite(state.minimum_energy)
             whole = True
             if not context.geometry.periodic:
                 whole = ~dissociated(current.positions, context.length_scale)
@@ -331,7 +331,6 @@ def learned_hopping(
         still_hopping = moving & ~restart & (hop_step < hopping.hop_steps)
         energy, gradient = value_and_grad(positions, parameters.potential)
         minimum_positions, minimum_energy, minimum_gradient = outcome.minimum
-        first = ~jnp.isfinite(state.minimum_energy)
         return HoppingState(
             positions=positions,
             energy=energy,

@@ -106,6 +106,8 @@ def hopping_config(
     `default_hop_steps` of the system's size; ``temperature``
     to the potential's (`default_temperature`); ``restart_after`` to
     `RESTART_AFTER_HOPS` (0: never)."""
+    # A generic calculator (not fast) has no potential family.
+    potential = system.potential if fast else None
     if hop_steps is None:
         training = weights.manifest.get("training", {})
         if training.get("protocol") == "hopping":
@@ -113,12 +115,11 @@ def hopping_config(
                 {**training, "horizon": weights.horizon}, n_atoms
             )
         else:
-            hop_steps = default_hop_steps(n_atoms, system.potential if fast else None)
+            hop_steps = default_hop_steps(n_atoms, potential)
     hop_steps = check_count(hop_steps, "hop_steps")
     if hop_steps < 1:
         raise ValueError("hop_steps must be at least 1")
     if temperature is None:
-        potential = system.potential if fast else None
         parameters = system.potential_parameters if fast else None
         temperature = default_temperature(potential, parameters)
     if not float(temperature) >= 0.0:
