@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from ase_learn2hop import geometry as geometries
 from ase_learn2hop import potentials
 from ase_learn2hop.geometry import FREE, Geometry, periodic_cell, periodic_cube
 from ase_learn2hop.precision import in_float64
@@ -477,7 +478,7 @@ class StillingerWeber(JaxCalculator):
                     "convention fails"
                 )
         else:
-            height = potentials.smallest_cell_height(geometry)
+            height = geometries.smallest_cell_height(geometry)
             if height < minimum_edge:
                 raise UnsupportedCellError(
                     f"{name}: smallest cell height {height:.5f} Å is smaller than "

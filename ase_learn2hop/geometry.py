@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -230,6 +231,54 @@ def periodic_cell(cell) -> Geometry:
     if not abs(np.linalg.det(matrix)) > 1e-12:
         raise ValueError("cell vectors are degenerate (zero volume)")
     return Geometry(tuple(tuple(float(x) for x in row) for row in matrix))
+
+
+def safe_norm(displacements: jax.Array) -> jax.Array:
+    """Euclidean norm over the last axis, 0 with a zero gradient at the origin."""
+    squared = jnp.sum(displacements**2, axis=-1)
+    nonzero = squared > 0.0
+    # sqrt has an infinite derivative at 0; feeding it 1 there keeps the
+    # backward pass finite, and the outer where restores the value 0.
+    return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, squared, 1.0)), 0.0)
+
+
+def smallest_cell_height(geometry: Geometry) -> float:
+    """Smallest distance between opposite faces of the periodic cell (length
+    units); ``inf`` in free space. Minimum image is exact for interactions
+    shorter than half of it."""
+    matrix = geometry.cell_matrix
+    if matrix is None:
+        return float("inf")
+    volume = abs(float(np.linalg.det(matrix)))
+    face_areas = [
+        np.linalg.norm(np.cross(matrix[(k + 1) % 3], matrix[(k + 2) % 3]))
+        for k in range(3)
+    ]
+    return float(volume / max(face_areas))
+
+
+def per_geometry(factory):
+    """Caches ``factory(geometry)`` (a potential's energy function) by geometry
+    value, however it is called (``f()``, ``f(FREE)`` and ``f(geometry=FREE)``
+    give the same object), so that jitted code keyed on it compiles once per
+    cell; refuses anything but a `Geometry`."""
+    cached = functools.cache(factory)
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        (geometry,) = bound.args
+        if not isinstance(geometry, Geometry):
+            raise TypeError(
+                f"{factory.__name__} takes a geometry.Geometry (FREE, "
+                f"periodic_cube(L), periodic_cell(cell)), got {geometry!r}"
+            )
+        return cached(geometry)
+
+    wrapper.cache_clear = cached.cache_clear
+    return wrapper
 
 
 @functools.lru_cache(maxsize=256)

@@ -22,9 +22,10 @@ Units: Lennard-Jones in reduced units (eps = d0 = 1, pair minimum at r = 1), or
 those of its sigma and epsilon (`LennardJonesParameters`); Gupta and
 Stillinger-Weber in Å and eV.
 
-Geometry is dense (all pairs, ``[n, n]``): the clusters of the paper have at most a
-few hundred atoms, where a neighbour list costs more than it saves and would not
-``vmap`` over structures of different shapes.
+Lennard-Jones, Gupta and soft spheres sum over all pairs (``[n, n]``): the first
+two have no cutoff (SPEC), and clusters of a few hundred atoms are cheaper on
+all pairs than on a list. Stillinger-Weber (`stillinger_weber`, re-exported
+here) finds its neighbours on a cell list from 200 atoms in a large cube.
 
 Singularities. Self-pairs and exactly coincident atoms get distance 0 with a
 finite (zero) gradient of the distance (`safe_pairwise_distances`). At coincident
@@ -37,8 +38,6 @@ or the finiteness of the results themselves.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -46,11 +45,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop.geometry import FREE, Geometry
+from ase_learn2hop.geometry import (
+    FREE,
+    Geometry,
+    per_geometry,
+    safe_norm,
+)
 from ase_learn2hop.gupta_parameters import (
     GUPTA_PARAMETER_SETS,
     GuptaParameters,
     GuptaParameterSet,
+)
+from ase_learn2hop.stillinger_weber import (  # noqa: F401 (re-exported)
+    STILLINGER_WEBER_CUTOFF,
+    STILLINGER_WEBER_LENGTH_SCALE,
+    STILLINGER_WEBER_SILICON,
+    stillinger_weber,
 )
 
 #: ``energy_fn(positions [n, 3], parameters) -> scalar``: the one calling
@@ -59,42 +69,15 @@ EnergyFn = Callable[[jax.Array, Any], jax.Array]
 
 #: Length scale of Lennard-Jones: the pair-minimum distance d0 (reduced units).
 LENNARD_JONES_LENGTH_SCALE = 1.0
-#: Length scale sigma of Stillinger-Weber silicon, Å.
-STILLINGER_WEBER_LENGTH_SCALE = 2.0951
-#: Interaction cutoff a * sigma of Stillinger-Weber silicon, Å.
-STILLINGER_WEBER_CUTOFF = 3.77118
 #: Nearest-neighbour distance of diamond silicon, Å (soft-sphere diameter, SPEC 3).
 SILICON_NEAREST_NEIGHBOUR_DISTANCE = 2.35
 #: Edge of the periodic Si64 cube, Å: 2 x 5.431 Å, near the SW equilibrium (SPEC).
 SILICON_BOX_LENGTH = 10.862
 
-#: Stillinger-Weber silicon (Stillinger & Weber 1985; SPEC section 2, paper Table 5).
-STILLINGER_WEBER_SILICON = {
-    "A": 7.049556277,
-    "B": 0.6022245584,
-    "p": 4.0,
-    "q": 0.0,
-    "a": 1.8,
-    "lambda": 21.0,
-    "gamma": 1.2,
-    "sigma": STILLINGER_WEBER_LENGTH_SCALE,  # Å
-    "epsilon": 2.16826,  # eV
-    "cos_theta0": -1.0 / 3.0,  # tetrahedral angle
-}
-
 
 # --------------------------------------------------------------------------------
 # Geometry
 # --------------------------------------------------------------------------------
-
-
-def _safe_norm(displacements: jax.Array) -> jax.Array:
-    """Euclidean norm over the last axis, 0 with a zero gradient at the origin."""
-    squared = jnp.sum(displacements**2, axis=-1)
-    nonzero = squared > 0.0
-    # sqrt has an infinite derivative at 0; feeding it 1 there keeps the
-    # backward pass finite, and the outer where restores the value 0.
-    return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, squared, 1.0)), 0.0)
 
 
 def safe_pairwise_distances(
@@ -113,44 +96,7 @@ def safe_pairwise_distances(
     Returns:
         ``[n_atoms, n_atoms]`` symmetric array with zeros on the diagonal.
     """
-    return _safe_norm(geometry.pair_displacements(positions))
-
-
-def smallest_cell_height(geometry: Geometry) -> float:
-    """Smallest distance between opposite faces of the periodic cell (length
-    units); ``inf`` in free space. Minimum image is exact for interactions
-    shorter than half of it."""
-    matrix = geometry.cell_matrix
-    if matrix is None:
-        return float("inf")
-    volume = abs(float(np.linalg.det(matrix)))
-    face_areas = [
-        np.linalg.norm(np.cross(matrix[(k + 1) % 3], matrix[(k + 2) % 3]))
-        for k in range(3)
-    ]
-    return float(volume / max(face_areas))
-
-
-def _per_geometry(factory):
-    """Caches ``factory(geometry)`` by geometry value, however it is called
-    (``f()``, ``f(FREE)`` and ``f(geometry=FREE)`` give the same object)."""
-    cached = functools.cache(factory)
-    signature = inspect.signature(factory)
-
-    @functools.wraps(factory)
-    def wrapper(*args, **kwargs) -> EnergyFn:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        (geometry,) = bound.args
-        if not isinstance(geometry, Geometry):
-            raise TypeError(
-                f"{factory.__name__} takes a geometry.Geometry (FREE, "
-                f"periodic_cube(L), periodic_cell(cell)), got {geometry!r}"
-            )
-        return cached(geometry)
-
-    wrapper.cache_clear = cached.cache_clear
-    return wrapper
+    return safe_norm(geometry.pair_displacements(positions))
 
 
 def _off_diagonal(n_atoms: int) -> jax.Array:
@@ -243,7 +189,7 @@ def _lennard_jones_sum(squared_distances, n_atoms, parameters) -> jax.Array:
     return 0.5 * jnp.sum(jnp.where(inside, pair_energies, 0.0))
 
 
-@_per_geometry
+@per_geometry
 def lennard_jones(geometry: Geometry = FREE) -> EnergyFn:
     """Lennard-Jones energy (SPEC section 2), reduced or in ASE's conventions.
 
@@ -319,7 +265,7 @@ def gupta_input(parameter_set: str | GuptaParameterSet, species) -> GuptaInput:
     return GuptaInput(jnp.asarray(species, dtype=jnp.int32), parameter_set.parameters)
 
 
-@_per_geometry
+@per_geometry
 def gupta(geometry: Geometry = FREE) -> EnergyFn:
     """Gupta (RGL) energy (SPEC section 2, paper App. A.2).
 
@@ -367,111 +313,11 @@ def gupta(geometry: Geometry = FREE) -> EnergyFn:
 
 
 # --------------------------------------------------------------------------------
-# Stillinger-Weber
-# --------------------------------------------------------------------------------
-
-
-@_per_geometry
-def stillinger_weber(geometry: Geometry) -> EnergyFn:
-    """Stillinger-Weber silicon (SPEC section 2, paper eq. 7).
-
-    ``E = sum_{i<j} phi2(r_ij) + sum_i sum_{j<k; j,k!=i} phi3(r_ij, r_ik, theta_jik)``
-    with ``phi2 = A eps [B (sigma/r)^p - (sigma/r)^q] exp(sigma / (r - a sigma))``
-    and ``phi3 = lambda eps (cos theta_jik + 1/3)^2 exp(gamma sigma/(r_ij - a sigma))
-    exp(gamma sigma/(r_ik - a sigma))`` (Stillinger & Weber 1985; the paper's
-    eq. 7 prints only one of the two radial factors), all terms zero for
-    r >= a sigma = 3.77118 Å. Parameters: `STILLINGER_WEBER_SILICON`.
-
-    Args:
-        geometry: usually a periodic cell (a cube, or any parallelepiped) whose
-            smallest height is at least twice the cutoff (minimum image); free
-            space also works.
-
-    Returns:
-        ``energy_fn(positions [n, 3] Å, parameters=None) -> eV`` (``+inf`` if two
-        atoms coincide); the same object for equal geometries.
-
-    Raises:
-        ValueError: the cell is too small for the minimum-image convention.
-    """
-    height = smallest_cell_height(geometry)
-    if height < 2 * STILLINGER_WEBER_CUTOFF:
-        raise ValueError(
-            f"periodic cell height {height:.5f} Å is smaller than twice the "
-            f"Stillinger-Weber cutoff ({2 * STILLINGER_WEBER_CUTOFF:.5f} Å)"
-        )
-
-    def energy_fn(positions: jax.Array, parameters: Any = None) -> jax.Array:
-        return _stillinger_weber_energy(geometry.pair_displacements(positions))
-
-    return energy_fn
-
-
-def _exponent(power: float) -> float | int:
-    """An integral power as an int: ``x ** 4`` is multiplications, ``x ** 4.0``
-    an exp and a log (5x slower on CPU)."""
-    return int(power) if float(power).is_integer() else power
-
-
-def _stillinger_weber_energy(displacements: jax.Array) -> jax.Array:
-    """SW energy from the ``[n, n, 3]`` (minimum-image) pair displacements."""
-    parameters = STILLINGER_WEBER_SILICON
-    sigma = parameters["sigma"]
-    epsilon = parameters["epsilon"]
-    cutoff = parameters["a"] * sigma
-    n_atoms = displacements.shape[0]
-    distances = _safe_norm(displacements)
-    # Past (1 - 1e-6) of the cutoff exp(sigma / (r - a sigma)) underflows to an
-    # exact 0; masking there, not at the cutoff itself, keeps 1/(r - a sigma)^2
-    # in the gradient from overflowing to inf (0 * inf = NaN).
-    inside = _off_diagonal(n_atoms) & (distances < cutoff * (1.0 - 1e-6))
-    r = jnp.where(inside, distances, 0.5 * cutoff)
-    below_cutoff = r - cutoff
-    scaled_inverse = sigma / r
-    two_body = (
-        parameters["A"]
-        * epsilon
-        * (
-            parameters["B"] * scaled_inverse ** _exponent(parameters["p"])
-            - scaled_inverse ** _exponent(parameters["q"])
-        )
-        * jnp.exp(sigma / below_cutoff)
-    )
-    two_body_energy = 0.5 * jnp.sum(jnp.where(inside, two_body, 0.0))
-
-    # Three-body sum over j != k for each centre i, done in O(n^2): with
-    # w_ij = exp(gamma sigma / (r_ij - a sigma)) and unit vectors u_ij,
-    # sum_{j,k} w_ij w_ik (u_ij.u_ik + 1/3)^2 = |sum_j w u u^T|_F^2
-    # + 2/3 |sum_j w u|^2 + 1/9 (sum_j w)^2, minus the j = k terms 16/9 w_ij^2.
-    # sum_j w u u^T as its six components: fused, 1.5x faster than an einsum.
-    weights = jnp.where(inside, jnp.exp(parameters["gamma"] * sigma / below_cutoff), 0)
-    unit_x, unit_y, unit_z = jnp.moveaxis(displacements / r[..., None], -1, 0)
-    diagonal = [jnp.sum(weights * u * u, axis=1) for u in (unit_x, unit_y, unit_z)]
-    off_diagonal = [
-        jnp.sum(weights * u * v, axis=1)
-        for u, v in ((unit_x, unit_y), (unit_x, unit_z), (unit_y, unit_z))
-    ]
-    tensor_norm = sum(t**2 for t in diagonal) + 2.0 * sum(t**2 for t in off_diagonal)
-    vector_norm = sum(
-        jnp.sum(weights * u, axis=1) ** 2 for u in (unit_x, unit_y, unit_z)
-    )
-    shift = -parameters["cos_theta0"]
-    scalar_norm = jnp.sum(weights, axis=1) ** 2
-    all_ordered_pairs = tensor_norm + 2.0 * shift * vector_norm + shift**2 * scalar_norm
-    same_neighbour = (1.0 + shift) ** 2 * jnp.sum(weights**2, axis=1)
-    three_body = jnp.sum(all_ordered_pairs - same_neighbour)
-    energy = two_body_energy + 0.5 * parameters["lambda"] * epsilon * three_body
-    # The masks above drop coincident atoms (r = 0); their true energy is +inf.
-    coincident = jnp.any(_off_diagonal(n_atoms) & (distances == 0.0))
-    return jnp.where(coincident, jnp.inf, energy)
-
-
-# --------------------------------------------------------------------------------
 # Soft spheres (harmonic initialization)
 # --------------------------------------------------------------------------------
 
 
-@_per_geometry
+@per_geometry
 def soft_sphere(geometry: Geometry = FREE) -> EnergyFn:
     """Soft-sphere repulsion of the harmonic initialization (SPEC 3, paper D.2).
 

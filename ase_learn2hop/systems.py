@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ase_learn2hop import potentials
-from ase_learn2hop.geometry import FREE, Geometry, periodic_cube
+from ase_learn2hop.geometry import FREE, Geometry, periodic_cube, smallest_cell_height
 from ase_learn2hop.initialization import harmonic_initialization
 from ase_learn2hop.potentials import GuptaInput
 
@@ -341,9 +341,7 @@ def silicon_system(
     )
     # Periodic starts fill the cell; start_box_size only matters for clusters.
     start_box_size = (
-        geometry.box_length
-        if geometry.is_cube
-        else potentials.smallest_cell_height(geometry)
+        geometry.box_length if geometry.is_cube else smallest_cell_height(geometry)
     )
     return System(
         name=f"si{n_atoms}",

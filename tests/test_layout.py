@@ -17,6 +17,7 @@ CORE = {
     "gupta_parameters",
     "precision",
     "potentials",
+    "stillinger_weber",
     "initialization",
     "systems",
     "features",

@@ -14,8 +14,13 @@ from ase.cluster import Icosahedron
 from ase.io import read
 
 import ase_learn2hop
-from ase_learn2hop import potentials
-from ase_learn2hop.geometry import FREE, periodic_cell, periodic_cube
+from ase_learn2hop import potentials, stillinger_weber
+from ase_learn2hop.geometry import (
+    FREE,
+    periodic_cell,
+    periodic_cube,
+    smallest_cell_height,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -383,8 +388,30 @@ def test_stillinger_weber_matches_matscipy_in_a_sheared_cell():
     atoms = sheared_silicon_64()
     geometry = periodic_cell(atoms.cell)
     assert not geometry.is_cube
-    assert potentials.smallest_cell_height(geometry) > 2 * (
-        potentials.STILLINGER_WEBER_CUTOFF
+    assert smallest_cell_height(geometry) > 2 * (potentials.STILLINGER_WEBER_CUTOFF)
+    atoms.calc = matscipy_stillinger_weber()
+    energy, forces = energy_and_forces(
+        potentials.stillinger_weber(geometry), atoms.positions, None
+    )
+    assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-8)
+    np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-8)
+
+
+def silicon_216(seed):
+    """Si216 (a 16.3 Å cube: 4 cells of a cutoff a side), rattled, some atoms
+    outside the cell."""
+    atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(3)
+    atoms.rattle(0.2, seed=seed)
+    atoms.positions[:5] += atoms.cell[0, 0] * np.array([1.0, -2.0, 1.0])
+    return atoms
+
+
+def test_stillinger_weber_on_a_cell_list_matches_matscipy():
+    atoms = silicon_216(seed=3)
+    geometry = periodic_cube(atoms.cell[0, 0])
+    assert len(atoms) >= stillinger_weber.LIST_MIN_ATOMS
+    assert stillinger_weber.cell_list_capacities(
+        len(atoms), geometry, potentials.STILLINGER_WEBER_CUTOFF
     )
     atoms.calc = matscipy_stillinger_weber()
     energy, forces = energy_and_forces(
@@ -392,6 +419,45 @@ def test_stillinger_weber_matches_matscipy_in_a_sheared_cell():
     )
     assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-8)
     np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-8)
+
+
+def test_stillinger_weber_list_overflow_falls_back_to_all_pairs():
+    # Twenty-seven atoms packed into one cell (1.8 Å apart, well inside the
+    # cutoff): more neighbours per atom and per cell than the list holds.
+    atoms = silicon_216(seed=4)
+    grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1)
+    atoms.positions[:27] = 1.8 * grid.reshape(-1, 3) + 0.3
+    geometry = periodic_cube(atoms.cell[0, 0])
+    capacity, cell_capacity = stillinger_weber.cell_list_capacities(
+        len(atoms), geometry, potentials.STILLINGER_WEBER_CUTOFF
+    )
+    listed = stillinger_weber.cell_list_neighbours(
+        jnp.asarray(atoms.positions),
+        geometry,
+        potentials.STILLINGER_WEBER_CUTOFF,
+        (capacity, cell_capacity),
+    )
+    assert bool(listed.did_buffer_overflow)
+    atoms.calc = matscipy_stillinger_weber()
+    energy, forces = energy_and_forces(
+        potentials.stillinger_weber(geometry), atoms.positions, None
+    )
+    assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    np.testing.assert_allclose(forces, atoms.get_forces(), rtol=1e-9, atol=1e-8)
+
+
+def test_stillinger_weber_on_a_cell_list_batches_and_is_periodic():
+    structures = np.stack([silicon_216(seed).positions for seed in (5, 6)])
+    box = bulk("Si", "diamond", 5.431, cubic=True).repeat(3).cell[0, 0]
+    energy = potentials.stillinger_weber(periodic_cube(box))
+    batched = jax.jit(jax.vmap(energy, (0, None)))(jnp.asarray(structures), None)
+    shifted = structures[1] + box * np.array([-1.0, 0.0, 3.0])
+    one = jax.jit(energy)
+    np.testing.assert_allclose(
+        batched,
+        [float(one(jnp.asarray(s), None)) for s in (structures[0], shifted)],
+        rtol=1e-12,
+    )
 
 
 def test_stillinger_weber_refuses_a_cell_too_small_for_the_minimum_image():
