@@ -316,7 +316,7 @@ def advance(
         carry, energies, made = run_chunk(carry, parameters, chunk)
         while neighbours.overflowed(carry):
             # A neighbour list was too short: grow it, run the chunk again.
-            parameters, before = neighbours.grown(parameters, before)
+            parameters, before = neighbours.grown(parameters, before, carry)
             carry, energies, made = run_chunk(before, parameters, chunk)
         made = int(np.max(made))
         records.append(np.asarray(energies)[:, every - 1 : made : every])

@@ -17,11 +17,16 @@ of `systems.StructureContext`; ``None`` there (the default, and always in
 training) means all pairs. The live list is part of the learned optimizer's state
 (`learned_optimizer.LearnedOptimizerState.neighbours`).
 
-Rebuilds use jax-md's all-pairs candidates (no cell list: free clusters have no
-box), so a rebuild is still N^2, but cheap next to the features and amortised
-over the steps between rebuilds. Under ``vmap`` a rebuild's ``lax.cond``
-becomes a select that rebuilds on every step; `for_search` therefore turns lists
-on only for one search at a time.
+In free space a rebuild takes every atom as a candidate (jax-md without a cell
+list: a free cluster has no box), so it is still N^2, but cheap next to the
+features and amortised over the steps between rebuilds. In a periodic cube of
+at least three list ranges (cutoff plus skin) a side, a rebuild takes its
+candidates from jax-md's cell list (the 27 cells around each atom: O(N)); its
+capacity per cell grows after an overflow like the list's, and each atom's
+neighbours are kept in ascending order, so the search does not depend on it.
+Under ``vmap`` a rebuild's ``lax.cond`` becomes a select that rebuilds on
+every step; `for_search` therefore turns lists on only for one search at a
+time.
 """
 
 from __future__ import annotations
@@ -68,16 +73,31 @@ class NeighbourListSpec:
         skin: Verlet skin, length units.
         capacity: neighbours held per atom (jax-md's ``max_occupancy``).
         geometry: free space or the periodic cell (minimum image).
+        cell_capacity: atoms held per cell of jax-md's cell list, which then
+            finds a rebuild's candidates in the 27 cells around each atom
+            (O(n)); ``None``: every atom is a candidate (O(n^2), the only way
+            in free space or in a cell of fewer than 3 list ranges a side).
     """
 
     cutoff: float
     skin: float
     capacity: int
     geometry: Geometry
+    cell_capacity: int | None = None
+
+    def __post_init__(self):
+        # jax-md keeps at most the 27 cells' candidates: the list cannot be wider.
+        if self.cell_capacity is not None and 27 * self.cell_capacity < self.capacity:
+            raise ValueError(
+                f"{self.cell_capacity} atoms per cell give fewer candidates "
+                f"than {self.capacity} neighbours"
+            )
 
     @property
     def functions(self) -> partition.NeighborListFns:
-        return _functions(self.geometry, self.cutoff, self.skin)
+        return _functions(
+            self.geometry, self.cutoff, self.skin, self.cell_capacity is not None
+        )
 
     def stale(self, positions: jax.Array) -> partition.NeighborList:
         """An empty list for structures shaped like ``positions`` ``[..., n,
@@ -88,13 +108,17 @@ class NeighbourListSpec:
             jnp.full(shape[:-1] + (self.capacity,), shape[-2], jnp.int32),
             jnp.full(shape, jnp.nan, positions.dtype),
             partition.PartitionError(jnp.zeros(shape[:-2], jnp.uint8)),
-            None,
+            self.cell_capacity,
             self.capacity,
             partition.NeighborListFormat.Dense,
-            None,
-            None,
+            None if self.cell_capacity is None else self.cutoff + self.skin,
+            None if self.cell_capacity is None else self._cell_list_functions,
             self.functions.update,
         )
+
+    @property
+    def _cell_list_functions(self) -> partition.CellListFns:
+        return _cell_list_functions(self.geometry, self.cutoff + self.skin)
 
     def update(
         self, neighbours: partition.NeighborList, positions: jax.Array
@@ -114,28 +138,63 @@ class NeighbourListSpec:
             positions + jnp.asarray(offset, positions.dtype),
             neighbours.reference_position,
         )
+        if self.cell_capacity is not None:
+            # jax-md's cell list hashes positions in [0, L) (the list itself
+            # only holds indices, and the update compares by minimum image).
+            positions = self.geometry.wrap(positions)
         with warnings.catch_warnings():
             # jax-md scatters its int64 candidates (under x64) into int32.
             warnings.filterwarnings("ignore", "scatter inputs", FutureWarning)
-            return dataclasses.replace(neighbours, reference_position=reference).update(
-                positions
-            )
+            updated = dataclasses.replace(
+                neighbours, reference_position=reference
+            ).update(positions)
+        if self.cell_capacity is None:
+            return updated
+        # A cell list orders each atom's neighbours by cell slots, which move
+        # with the cell capacity; ascending indices (padding n last) make the
+        # features' sums, and so the search, independent of it.
+        return dataclasses.replace(updated, idx=jnp.sort(updated.idx, axis=-1))
 
 
 @functools.lru_cache(maxsize=64)
-def _functions(geometry: Geometry, cutoff: float, skin: float):
+def _functions(geometry: Geometry, cutoff: float, skin: float, cell_list: bool):
     # One set of functions per (geometry, cutoff, skin): lists built from them
     # carry the same static update function, so jit caches hit. The cache
     # outlives the first caller's trace: its constants must be concrete.
     with jax.ensure_compile_time_eval():
         return partition.neighbor_list(
             geometry.displacement_fn,
-            1.0,  # unused: no cell list
+            geometry.box_length if cell_list else 1.0,  # 1.0: unused
             cutoff,
             dr_threshold=skin,
-            disable_cell_list=True,
+            disable_cell_list=not cell_list,
             format=partition.NeighborListFormat.Dense,
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_list_functions(geometry: Geometry, cell_size: float):
+    with jax.ensure_compile_time_eval():
+        return partition.cell_list(geometry.box_length, cell_size)
+
+
+def cells_per_side(geometry: Geometry, cell_size: float) -> int:
+    """Cells of at least ``cell_size`` a side that jax-md's cell list cuts a
+    periodic cube into; 0 when it cannot (free space, other cells)."""
+    if not geometry.is_cube:
+        return 0
+    return math.floor(geometry.box_length / cell_size)
+
+
+def cell_occupancy(positions: np.ndarray, geometry: Geometry, cell_size: float) -> int:
+    """Most atoms in one cell of the cube's cell list, over ``[batch, n, 3]``
+    structures."""
+    side = geometry.box_length
+    cells = cells_per_side(geometry, cell_size)
+    wrapped = np.mod(np.asarray(positions, dtype=float), side)
+    index = np.minimum((wrapped / (side / cells)).astype(int), cells - 1)
+    flat = (index[..., 0] * cells + index[..., 1]) * cells + index[..., 2]
+    return max(int(np.bincount(row, minlength=cells**3).max()) for row in flat)
 
 
 def neighbour_count(positions: np.ndarray, geometry: Geometry, radius: float) -> int:
@@ -162,7 +221,13 @@ def radial_spec(
     n_atoms = np.shape(positions)[-2]
     count = neighbour_count(positions, geometry, cutoff + skin)
     capacity = min(n_atoms - 1, max(1, math.ceil(CAPACITY_MARGIN * count)))
-    return NeighbourListSpec(cutoff, skin, capacity, geometry)
+    cell_capacity = None
+    if cells_per_side(geometry, cutoff + skin) >= 3:
+        occupancy = cell_occupancy(positions, geometry, cutoff + skin)
+        cell_capacity = max(
+            math.ceil(CAPACITY_MARGIN * occupancy) + 1, math.ceil(capacity / 27)
+        )
+    return NeighbourListSpec(cutoff, skin, capacity, geometry, cell_capacity)
 
 
 def for_search(context, positions: np.ndarray, min_atoms: int | None = None):
@@ -213,11 +278,21 @@ def list_spec(parameters: Any) -> NeighbourListSpec | None:
     return specs.pop() if specs else None
 
 
-def resized(parameters: Any, carry: Any, capacity: int) -> tuple[Any, Any]:
+def resized(
+    parameters: Any, carry: Any, capacity: int, cell_capacity: int | None = None
+) -> tuple[Any, Any]:
     """``parameters`` and ``carry`` with every neighbour list holding
-    ``capacity`` neighbours per atom; the carry's lists are marked stale, so
-    their next update rebuilds them."""
-    spec = dataclasses.replace(list_spec(parameters), capacity=int(capacity))
+    ``capacity`` neighbours per atom (and ``cell_capacity`` atoms per cell, when
+    given); the carry's lists are marked stale, so their next update rebuilds
+    them."""
+    spec = list_spec(parameters)
+    if cell_capacity is None:
+        cell_capacity = spec.cell_capacity
+    if cell_capacity is not None:
+        cell_capacity = max(int(cell_capacity), math.ceil(capacity / 27))
+    spec = dataclasses.replace(
+        spec, capacity=int(capacity), cell_capacity=cell_capacity
+    )
     parameters = jax.tree_util.tree_map(
         lambda node: spec if _is_spec(node) else node, parameters, is_leaf=_is_spec
     )
@@ -229,8 +304,10 @@ def resized(parameters: Any, carry: Any, capacity: int) -> tuple[Any, Any]:
     return parameters, carry
 
 
-def grown(parameters: Any, carry: Any) -> tuple[Any, Any]:
-    """`resized` to `GROWTH` times the capacity (at most n - 1).
+def grown(parameters: Any, carry: Any, overflowed: Any = None) -> tuple[Any, Any]:
+    """`resized` with `GROWTH` times the capacity that overflowed in
+    ``overflowed`` (a carry whose lists say which; default ``carry``):
+    neighbours per atom (at most n - 1), or atoms per cell (at most n).
 
     Raises:
         RuntimeError: there is nothing to grow.
@@ -240,8 +317,15 @@ def grown(parameters: Any, carry: Any) -> tuple[Any, Any]:
     if spec is None or not lists:
         raise RuntimeError("a neighbour list overflowed and cannot be grown")
     n_atoms = lists[0].idx.shape[-2]
-    if spec.capacity >= n_atoms - 1:
+    code = 0
+    for found in lists_in(carry if overflowed is None else overflowed):
+        code |= int(np.bitwise_or.reduce(np.asarray(found.error.code).reshape(-1)))
+    capacity, cell_capacity = spec.capacity, spec.cell_capacity
+    if code & partition.PartitionErrorCode.CELL_LIST_OVERFLOW:
+        # The cell list dropped candidates: the neighbour count means nothing.
+        cell_capacity = min(n_atoms, math.ceil(GROWTH * cell_capacity))
+    elif spec.capacity >= n_atoms - 1:
         raise RuntimeError("a neighbour list of every other atom overflowed")
-    return resized(
-        parameters, carry, min(n_atoms - 1, math.ceil(GROWTH * spec.capacity))
-    )
+    else:
+        capacity = min(n_atoms - 1, math.ceil(GROWTH * spec.capacity))
+    return resized(parameters, carry, capacity, cell_capacity)

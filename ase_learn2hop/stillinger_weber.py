@@ -159,10 +159,15 @@ def cell_list_capacities(
     density = n_atoms / side**3
     within_cutoff = density * 4.0 / 3.0 * math.pi * cutoff**3
     per_cell = n_atoms / math.floor(side / cutoff) ** 3
-    return (
-        min(n_atoms - 1, math.ceil(CELL_LIST_MARGIN * within_cutoff) + CELL_LIST_SLACK),
-        math.ceil(CELL_LIST_MARGIN * per_cell) + CELL_LIST_SLACK,
+    capacity = min(
+        n_atoms - 1, math.ceil(CELL_LIST_MARGIN * within_cutoff) + CELL_LIST_SLACK
     )
+    # jax-md keeps at most the 27 cells' candidates per atom.
+    cell_capacity = max(
+        math.ceil(CELL_LIST_MARGIN * per_cell) + CELL_LIST_SLACK,
+        math.ceil(capacity / 27),
+    )
+    return capacity, cell_capacity
 
 
 def cell_list_neighbours(

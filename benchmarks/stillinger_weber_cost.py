@@ -9,6 +9,9 @@ For diamond silicon of 64, 216, 512, 1000 and 1728 atoms (2 to 6 cubic cells of
 - energy+grad, product: what `stillinger_weber.stillinger_weber` runs, the
   neighbours found at every call through jax-md's cell list from
   `stillinger_weber.LIST_MIN_ATOMS` atoms in a cube of three cutoffs a side;
+- batched: the same two value-and-gradient calls under ``vmap`` over
+  `BATCH` rattled copies, µs per structure (there a `lax.cond` computes both
+  branches: the list and its overflow fallback);
 - memory of each: XLA's compiled temporary buffers plus arguments and outputs
   of one call, MiB;
 - (second table, ``--crossover``) random positions at diamond density in
@@ -40,12 +43,15 @@ import jax.numpy as jnp
 import numpy as np
 from ase.build import bulk
 from ase_learn2hop.training.run import current_commit
+from potential_throughput import best_time_per_structure
 from step_cost import _learned_step, _per_call_seconds
 
 from ase_learn2hop import neighbours, stillinger_weber
 
 DEFAULT_REPEATS = (2, 3, 4, 5, 6)
 LATTICE_CONSTANT = 5.431
+#: Structures of the batched (``vmap``) measurement.
+BATCH = 4
 
 
 def _memory_mib(function, argument) -> float:
@@ -88,6 +94,14 @@ def measure(cells: int, repeats: int) -> dict:
         )
         row[f"{name}_mib"] = _memory_mib(value_and_grad, positions)
     assert np.isclose(float(all_pairs(positions)), float(product(positions)))
+    rng = np.random.default_rng(1)
+    batch = positions[None] + jnp.asarray(rng.normal(0.0, 0.1, (BATCH, n_atoms, 3)))
+    for name, energy in (("all_pairs", all_pairs), ("product", product)):
+        batched = jax.jit(jax.vmap(jax.value_and_grad(energy)))
+        jax.block_until_ready(batched(batch))
+        row[f"{name}_batched_us"] = 1e6 * best_time_per_structure(
+            lambda f=batched: jax.block_until_ready(f(batch)), BATCH, 2 * repeats
+        )
     row["on_cell_list"] = bool(
         n_atoms >= stillinger_weber.LIST_MIN_ATOMS
         and stillinger_weber.cell_list_capacities(
@@ -157,16 +171,18 @@ def table(rows: list[dict]) -> str:
     lines = [
         (
             "| atoms | box (Å) | energy+grad, all pairs (µs) | energy+grad, product (µs) "
-            "| all pairs / product | cell list | memory, all pairs / product (MiB) "
+            "| all pairs / product | cell list | batched, all pairs / product (µs) "
+            "| memory, all pairs / product (MiB) "
             "| learned step (µs) | learned step memory (MiB) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['n_atoms']} | {row['box']:.3f} | {row['all_pairs_us']:.3g} "
             f"| {row['product_us']:.3g} | {row['all_pairs_us'] / row['product_us']:.2f} "
             f"| {'yes' if row['on_cell_list'] else 'no'} "
+            f"| {row['all_pairs_batched_us']:.3g} / {row['product_batched_us']:.3g} "
             f"| {row['all_pairs_mib']:.3g} / {row['product_mib']:.3g} "
             f"| {row['learned_step_us']:.3g} | {row['learned_step_mib']:.3g} |"
         )

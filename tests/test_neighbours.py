@@ -2,11 +2,15 @@
 equal a direct NumPy sum over every pair, a list that overflows is grown and
 its chunk run again, and a search on lists follows the all-pairs trajectory."""
 
+import dataclasses
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.build import bulk
 
 from ase_learn2hop import LearnedHopOptimizer, driver, neighbours, search, systems
 from ase_learn2hop.calculators import LennardJones
@@ -62,6 +66,8 @@ def test_features_on_a_list_equal_a_direct_sum_over_all_pairs(periodic):
         listed = spec.update(spec.stale(jnp.asarray(positions)), jnp.asarray(positions))
         assert not neighbours.overflowed(listed)
         assert spec.capacity < n // 3
+        # Periodic: three cells of the list's range a side, so a cell list.
+        assert (spec.cell_capacity is not None) == periodic
         features = radial_symmetry_features(
             jnp.asarray(positions),
             context_of(species, length_scale, geometry),
@@ -74,10 +80,10 @@ def test_features_on_a_list_equal_a_direct_sum_over_all_pairs(periodic):
     np.testing.assert_allclose(np.asarray(features), expected, rtol=1e-10, atol=1e-12)
 
 
-def lj_search_carry(context, steps, positions):
+def lj_search_carry(context, steps, positions, system=None, weights="lj"):
     """The learned steps (shipped LJ weights) of one search on the driver."""
-    system = systems.system_from_name(f"lj{positions.shape[1]}")
-    weights = load_weights("lj")
+    system = system or systems.system_from_name(f"lj{positions.shape[1]}")
+    weights = load_weights(weights)
     parameters = systems.broadcast_to_batch(
         search.SearchParameters(system.potential_parameters, context), 1
     )
@@ -106,6 +112,41 @@ def test_an_overflowing_list_is_grown_and_its_chunk_run_again():
     np.testing.assert_allclose(
         grown.energy_records, all_pairs.energy_records, rtol=1e-9
     )
+
+
+def test_an_overflowing_cell_list_is_grown_and_its_chunk_run_again():
+    # Si512 in its 21.7 Å cube: three cells of the list's range (cutoff plus
+    # skin, 6.3 Å) a side, so rebuilds find their candidates on a cell list.
+    atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(4)
+    atoms.rattle(0.1, seed=0)
+    system = systems.silicon_system(len(atoms), atoms.cell[0, 0])
+    with float64():
+        positions = jnp.asarray(atoms.positions)[None]
+        spec = neighbours.radial_spec(
+            np.asarray(positions), system.context.geometry, 2.0951
+        )
+        assert spec.cell_capacity is not None
+        short = dataclasses.replace(spec, cell_capacity=math.ceil(spec.capacity / 27))
+        # The reference: the list without a cell list (every atom a candidate).
+        enough = lj_search_carry(
+            system.context._replace(
+                neighbour_list=dataclasses.replace(spec, cell_capacity=None)
+            ),
+            50,
+            positions,
+            system,
+            "si64",
+        )
+        grown = lj_search_carry(
+            system.context._replace(neighbour_list=short),
+            50,
+            positions,
+            system,
+            "si64",
+        )
+    assert grown.parameters.context.neighbour_list.cell_capacity > short.cell_capacity
+    assert not neighbours.overflowed(grown.carry)
+    np.testing.assert_array_equal(grown.energy_records, enough.energy_records)
 
 
 def test_the_search_on_a_list_follows_the_all_pairs_trajectory(monkeypatch):
