@@ -20,8 +20,9 @@ training) means all pairs. The live list is part of the learned optimizer's stat
 In free space a rebuild takes every atom as a candidate (jax-md without a cell
 list: a free cluster has no box), so it is still N^2, but cheap next to the
 features and amortised over the steps between rebuilds. In a periodic cube of
-at least three list ranges (cutoff plus skin) a side, a rebuild takes its
-candidates from jax-md's cell list (the 27 cells around each atom: O(N)); its
+at least three list ranges (cutoff plus skin) a side, with enough cells that
+the 27 around an atom hold at most half of the atoms (`CELL_LIST_CANDIDATES`),
+a rebuild takes its candidates from jax-md's cell list (O(N)); its
 capacity per cell grows after an overflow like the list's, and each atom's
 neighbours are kept in ascending order, so the search does not depend on it.
 Under ``vmap`` a rebuild's ``lax.cond`` becomes a select that rebuilds on
@@ -55,6 +56,11 @@ SKIN = 0.5
 CAPACITY_MARGIN = 1.25
 #: Capacity growth after an overflow.
 GROWTH = 1.5
+#: A periodic list rebuilds from a cell list only when that gives each atom at
+#: most this fraction of the atoms as candidates: Si1000 (0.78) took 8.9 ms per
+#: learned step on the cell list against 7.7 without, Si1728 (0.38) 14.9
+#: against 18.8 (`benchmarks/results/stillinger_weber_cost*.md`).
+CELL_LIST_CANDIDATES = 0.5
 
 _OVERFLOW = int(
     partition.PartitionErrorCode.NEIGHBOR_LIST_OVERFLOW
@@ -213,7 +219,9 @@ def radial_spec(
 ) -> NeighbourListSpec:
     """The radial features' list for ``[batch, n, 3]`` starts: cutoff
     `features.RADIAL_CUTOFF` and skin `SKIN` length scales, capacity
-    `CAPACITY_MARGIN` times the starts' largest neighbour count."""
+    `CAPACITY_MARGIN` times the starts' largest neighbour count; in a periodic
+    cube, a cell list of `CAPACITY_MARGIN` times the starts' fullest cell when
+    that leaves at most `CELL_LIST_CANDIDATES` of the atoms as candidates."""
     from ase_learn2hop.features import RADIAL_CUTOFF
 
     cutoff = RADIAL_CUTOFF * float(length_scale)
@@ -227,6 +235,9 @@ def radial_spec(
         cell_capacity = max(
             math.ceil(CAPACITY_MARGIN * occupancy) + 1, math.ceil(capacity / 27)
         )
+        if 27 * cell_capacity > CELL_LIST_CANDIDATES * n_atoms:
+            # Too few cells: the 27 around an atom hold most of the box.
+            cell_capacity = None
     return NeighbourListSpec(cutoff, skin, capacity, geometry, cell_capacity)
 
 

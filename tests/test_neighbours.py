@@ -63,11 +63,16 @@ def test_features_on_a_list_equal_a_direct_sum_over_all_pairs(periodic):
     geometry = periodic_cube(side) if periodic else FREE
     with float64():
         spec = neighbours.radial_spec(positions[None], geometry, length_scale)
+        if periodic:
+            # Three cells of the list's range a side: rebuilds on a cell list
+            # (forced: too few cells for radial_spec to choose one).
+            occupancy = neighbours.cell_occupancy(
+                positions[None], geometry, spec.cutoff + spec.skin
+            )
+            spec = dataclasses.replace(spec, cell_capacity=occupancy + 1)
         listed = spec.update(spec.stale(jnp.asarray(positions)), jnp.asarray(positions))
         assert not neighbours.overflowed(listed)
         assert spec.capacity < n // 3
-        # Periodic: three cells of the list's range a side, so a cell list.
-        assert (spec.cell_capacity is not None) == periodic
         features = radial_symmetry_features(
             jnp.asarray(positions),
             context_of(species, length_scale, geometry),
@@ -116,7 +121,7 @@ def test_an_overflowing_list_is_grown_and_its_chunk_run_again():
 
 def test_an_overflowing_cell_list_is_grown_and_its_chunk_run_again():
     # Si512 in its 21.7 Å cube: three cells of the list's range (cutoff plus
-    # skin, 6.3 Å) a side, so rebuilds find their candidates on a cell list.
+    # skin, 6.3 Å) a side, the cell list forced on with too few atoms per cell.
     atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(4)
     atoms.rattle(0.1, seed=0)
     system = systems.silicon_system(len(atoms), atoms.cell[0, 0])
@@ -125,7 +130,6 @@ def test_an_overflowing_cell_list_is_grown_and_its_chunk_run_again():
         spec = neighbours.radial_spec(
             np.asarray(positions), system.context.geometry, 2.0951
         )
-        assert spec.cell_capacity is not None
         short = dataclasses.replace(spec, cell_capacity=math.ceil(spec.capacity / 27))
         # The reference: the list without a cell list (every atom a candidate).
         enough = lj_search_carry(
@@ -189,6 +193,25 @@ def test_lists_are_for_one_large_search_only():
     distances = np.linalg.norm(positions[0][:, None] - positions[0][None], axis=-1)
     count = (distances < spec.cutoff + spec.skin).sum(axis=1).max() - 1
     assert count <= spec.capacity <= 37
+
+
+@pytest.mark.parametrize("cells, cell_list", [(5, False), (6, True)])
+def test_a_periodic_list_uses_a_cell_list_where_it_leaves_few_candidates(
+    cells, cell_list
+):
+    # Si1000: 4 cells of the list's range a side, the 27 around an atom hold
+    # most atoms; Si1728: 5 a side, fewer than half.
+    atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(cells)
+    atoms.rattle(0.1, seed=0)
+    geometry = periodic_cube(atoms.cell[0, 0])
+    spec = neighbours.radial_spec(atoms.positions[None], geometry, 2.0951)
+    assert (spec.cell_capacity is not None) == cell_list
+    if cell_list:
+        occupancy = neighbours.cell_occupancy(
+            atoms.positions[None], geometry, spec.cutoff + spec.skin
+        )
+        assert occupancy < spec.cell_capacity
+        assert 27 * spec.cell_capacity <= len(atoms) / 2
 
 
 def test_a_list_of_every_other_atom_cannot_grow():
