@@ -48,7 +48,7 @@ from step_cost import _learned_step, _per_call_seconds
 
 from ase_learn2hop import neighbours, stillinger_weber
 
-DEFAULT_REPEATS = (2, 3, 4, 5, 6)
+DEFAULT_CELLS = (2, 3, 4, 5, 6)
 LATTICE_CONSTANT = 5.431
 #: Structures of the batched (``vmap``) measurement.
 BATCH = 4
@@ -196,7 +196,7 @@ def main() -> None:
         "--cells",
         type=int,
         nargs="+",
-        default=list(DEFAULT_REPEATS),
+        default=list(DEFAULT_CELLS),
         help="cubic diamond cells per side (8 atoms each)",
     )
     parser.add_argument(
