@@ -52,8 +52,8 @@ STILLINGER_WEBER_SILICON = {
 }
 
 #: From this many atoms (in a cube of at least three cutoffs a side) the
-#: neighbours come from a cell list: at diamond density it is 1.5x faster than
-#: all pairs at 216 atoms, level at 160, slower below
+#: neighbours come from a cell list: at diamond density it is level with all
+#: pairs at 160 atoms, 1.33x faster at 200 and 216, slower below 160
 #: (`benchmarks/results/stillinger_weber_cost.md`).
 LIST_MIN_ATOMS = 200
 #: Capacities of the lists rebuilt at every call: this many times what a
