@@ -242,3 +242,27 @@ def test_command_line_writes_the_table_json_and_figure(tmp_path, capsys):
     for name in ("time_to_minimum.md", "time_to_minimum.json", "time_to_minimum.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "scipy" in (tmp_path / "time_to_minimum.md").read_text()
+
+
+def test_command_line_tolerance_sets_the_success_band(tmp_path):
+    # LJ75 has minima inside the default 1e-3 band (0.25 above its global
+    # minimum, benchmarks/results/time_to_minimum_lj75_5ba4b0d/NOTE.md): a
+    # tighter band must reach the runs' targets and the reports.
+    from ase_learn2hop.cli import main
+
+    status = main(
+        [
+            "time-to-minimum", "--systems", "lj13", "--runs", "1", "--seconds", "10",
+            "--methods", "scipy_basin_hopping", "--out", str(tmp_path), "--quiet",
+            "--tolerance", "1e-6",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    (entry,) = json.loads((tmp_path / "time_to_minimum.json").read_text())
+    assert entry["tolerance"] == 1e-6
+    assert entry["threshold"] == pytest.approx(-44.326801 + 1e-6 * 44.326801)
+    (run,) = entry["methods"][0]["runs"]
+    assert run["improvements"][-1][2] <= entry["threshold"]
+    assert "(GM + 1e-06 |GM|)" in (tmp_path / "time_to_minimum.md").read_text()
+    with pytest.raises(ValueError, match="tolerance"):
+        ttm.run_time_to_minimum(["lj13"], 1, 1.0, tolerance=-0.1)

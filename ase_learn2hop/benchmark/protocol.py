@@ -321,11 +321,14 @@ def summarize(energies: np.ndarray, global_minimum: float | None) -> dict:
     }
 
 
-def global_minimum_threshold(global_minimum: float | None) -> float:
-    """Highest energy that counts as the global minimum (-inf when unknown)."""
+def global_minimum_threshold(
+    global_minimum: float | None, tolerance: float = GLOBAL_MINIMUM_TOLERANCE
+) -> float:
+    """Highest energy that counts as the global minimum, ``tolerance`` relative
+    above it (-inf when unknown)."""
     if global_minimum is None:
         return -math.inf
-    return global_minimum + GLOBAL_MINIMUM_TOLERANCE * abs(global_minimum)
+    return global_minimum + tolerance * abs(global_minimum)
 
 
 def reaches_global_minimum(energies, global_minimum: float | None) -> np.ndarray:

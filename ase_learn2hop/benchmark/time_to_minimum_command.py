@@ -24,6 +24,7 @@ def time_to_minimum_command(args: argparse.Namespace) -> int:
         args.seed,
         args.methods,
         progress=not args.quiet,
+        tolerance=args.tolerance,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "time_to_minimum.md").write_text(ttm.markdown_table(results))
@@ -47,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force-calls", type=int, default=ttm.DEFAULT_FORCE_CALLS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=ttm.GLOBAL_MINIMUM_TOLERANCE,
+        help="success: an energy within this fraction of |GM| above the global "
+        "minimum GM (default %(default)g; LJ75 has other minima inside 1e-3)",
+    )
     parser.add_argument(
         "--methods",
         nargs="+",
