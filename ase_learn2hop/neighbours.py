@@ -158,8 +158,13 @@ class NeighbourListSpec:
             return updated
         # A cell list orders each atom's neighbours by cell slots, which move
         # with the cell capacity; ascending indices (padding n last) make the
-        # features' sums, and so the search, independent of it.
-        return dataclasses.replace(updated, idx=jnp.sort(updated.idx, axis=-1))
+        # features' sums, and so the search, independent of it. Only a
+        # rebuild (a new reference) reorders: other steps skip the sort.
+        rebuilt = jnp.any(updated.reference_position != reference)
+        idx = jax.lax.cond(
+            rebuilt, lambda idx: jnp.sort(idx, axis=-1), lambda idx: idx, updated.idx
+        )
+        return dataclasses.replace(updated, idx=idx)
 
 
 @functools.lru_cache(maxsize=64)
