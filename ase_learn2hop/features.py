@@ -17,13 +17,30 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from ase_learn2hop import neighbours
 from ase_learn2hop.systems import N_SPECIES_DESCRIPTORS, StructureContext
 
 #: Behler-Parrinello radial widths, in units of the potential's length scale squared.
 RADIAL_ETAS = (0.0009, 0.01, 0.02, 0.035, 0.06, 0.1, 0.2, 0.4)
 #: Cosine cutoff of the radial features, in units of the potential's length scale.
 RADIAL_CUTOFF = 2.5
+#: From this many atoms a single search computes the radial features on a
+#: neighbour list (`benchmarks/results/step_cost_35da9ed.md`: all pairs
+#: are faster up to 561 atoms, 9% there, the list 1.2x faster at 1000).
+RADIAL_LIST_MIN_ATOMS = 800
+#: Verlet skin of the radial features' list, in length scales: the list is
+#: rebuilt once an atom has moved half of it.
+RADIAL_LIST_SKIN = 0.5
+#: The list's capacities over the starts' largest neighbour count and fullest
+#: cell.
+RADIAL_LIST_CAPACITY_MARGIN = 1.25
+#: A periodic list rebuilds from a cell list only when that gives each atom at
+#: most this fraction of the atoms as candidates: Si1000 (0.78) took 8.9 ms per
+#: learned step on the cell list against 7.7 without, Si1728 (0.38) 14.9
+#: against 18.8 (`benchmarks/results/stillinger_weber_cost*.md`).
+CELL_LIST_CANDIDATES = 0.5
 #: Time scales of the step sine features, in steps.
 STEP_TIMESCALES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
 #: Decay rates of the moving averages of g and g^2 (MLPOpt, Metz et al. 2019a).
@@ -183,6 +200,48 @@ def radial_symmetry_features(
     same = jnp.einsum("ij,ijk->ik", same_species * weights, kernels)
     other = jnp.einsum("ij,ijk->ik", (1.0 - same_species) * weights, kernels)
     return jnp.concatenate([same, other], axis=-1)
+
+
+def radial_list_spec(
+    positions: np.ndarray, geometry, length_scale: float
+) -> neighbours.NeighbourListSpec:
+    """The radial features' Verlet list for ``[batch, n, 3]`` starts: cutoff
+    `RADIAL_CUTOFF` and skin `RADIAL_LIST_SKIN` length scales, capacity
+    `RADIAL_LIST_CAPACITY_MARGIN` times the starts' largest neighbour count;
+    in a periodic cube, a cell list of that margin times the starts' fullest
+    cell when that leaves at most `CELL_LIST_CANDIDATES` of the atoms as
+    candidates."""
+    cutoff = RADIAL_CUTOFF * float(length_scale)
+    skin = RADIAL_LIST_SKIN * float(length_scale)
+    margin = RADIAL_LIST_CAPACITY_MARGIN
+    n_atoms = np.shape(positions)[-2]
+    count = neighbours.neighbour_count(positions, geometry, cutoff + skin)
+    capacity = min(n_atoms - 1, max(1, math.ceil(margin * count)))
+    cell_capacity = None
+    if neighbours.cells_per_side(geometry, cutoff + skin) >= 3:
+        occupancy = neighbours.cell_occupancy(positions, geometry, cutoff + skin)
+        cell_capacity = max(
+            math.ceil(margin * occupancy) + 1, neighbours.min_cell_capacity(capacity)
+        )
+        if 27 * cell_capacity > CELL_LIST_CANDIDATES * n_atoms:
+            # Too few cells: the 27 around an atom hold most of the box.
+            cell_capacity = None
+    return neighbours.NeighbourListSpec(cutoff, skin, capacity, geometry, cell_capacity)
+
+
+def with_radial_list(
+    context: StructureContext, positions: np.ndarray, min_atoms: int | None = None
+) -> StructureContext:
+    """``context`` with the radial features' neighbour list when one search of
+    at least ``min_atoms`` atoms runs (``positions`` ``[1, n, 3]``), else
+    unchanged (all pairs); ``min_atoms`` defaults to `RADIAL_LIST_MIN_ATOMS`.
+    Only one search: under ``vmap`` a list would rebuild at every step."""
+    batch, n_atoms = np.shape(positions)[:2]
+    limit = RADIAL_LIST_MIN_ATOMS if min_atoms is None else min_atoms
+    if batch != 1 or n_atoms < limit:
+        return context
+    spec = radial_list_spec(positions, context.geometry, float(context.length_scale))
+    return context._replace(neighbour_list=spec)
 
 
 def step_sine_features(step: jax.Array, timescales=STEP_TIMESCALES) -> jax.Array:

@@ -1,33 +1,36 @@
-"""Neighbour lists of the radial features, through `jax_md.partition`.
+"""Neighbour lists through `jax_md.partition`: the radial features' Verlet
+lists and Stillinger-Weber's per-call lists.
 
-The radial symmetry features (`features.radial_symmetry_features`) see only
-neighbours closer than their cosine cutoff, 2.5 length scales. Summed over all
-pairs they cost N^2 and, from a few hundred atoms up, most of a learned step. On
-a Verlet neighbour list (jax-md's dense format: ``idx [n, capacity]``, padded with
-``n``) they cost N x capacity, and the list is rebuilt only when some atom has
-moved more than half the skin since the last build.
+A `NeighbourListSpec` (cutoff, skin, capacity, geometry, and atoms per cell
+when candidates come from a cell list) is the static description; the list
+itself is jax-md's dense format (``idx [n, capacity]``, padded with ``n``).
+Summed over a list, a cutoff interaction costs N x capacity instead of N^2.
 
-Correctness never depends on the capacity: jax-md sets a sticky overflow bit when
-a rebuild finds more neighbours than the list holds, and the driver
-(`driver.advance`) then grows the capacity by half (`grown`) and runs the
-chunk again from where it began, so no neighbour is ever silently dropped.
+The radial symmetry features (`features.radial_symmetry_features`) use a
+Verlet list with a skin, rebuilt only when some atom has moved more than half
+the skin since the last build; its spec rides as a static field of
+`systems.StructureContext` (``None``, the default and always in training,
+means all pairs; `features.with_radial_list` chooses), and the live list is
+part of the learned optimizer's state
+(`learned_optimizer.LearnedOptimizerState.neighbours`). Correctness never
+depends on the capacity: jax-md sets a sticky overflow bit when a rebuild
+finds more neighbours than the list holds, and the driver (`driver.advance`)
+then grows the capacity that overflowed by half (`grown`) and runs the chunk
+again from where it began, so no neighbour is ever silently dropped.
 
-A `NeighbourListSpec` (cutoff, skin, capacity, geometry) rides as a static field
-of `systems.StructureContext`; ``None`` there (the default, and always in
-training) means all pairs. The live list is part of the learned optimizer's state
-(`learned_optimizer.LearnedOptimizerState.neighbours`).
+Stillinger-Weber (`stillinger_weber`) builds a list without skin from scratch
+at every call (`uniform_density_spec`, `NeighbourListSpec.build`) and falls
+back to all pairs when it overflows.
 
 In free space a rebuild takes every atom as a candidate (jax-md without a cell
 list: a free cluster has no box), so it is still N^2, but cheap next to the
 features and amortised over the steps between rebuilds. In a periodic cube of
-at least three list ranges (cutoff plus skin) a side, with enough cells that
-the 27 around an atom hold at most half of the atoms (`CELL_LIST_CANDIDATES`),
-a rebuild takes its candidates from jax-md's cell list (O(N)); its
-capacity per cell grows after an overflow like the list's, and each atom's
-neighbours are kept in ascending order, so the search does not depend on it.
-Under ``vmap`` a rebuild's ``lax.cond`` becomes a select that rebuilds on
-every step; `for_search` therefore turns lists on only for one search at a
-time.
+at least three list ranges (cutoff plus skin) a side a rebuild can take its
+candidates from jax-md's cell list (O(N)); its capacity per cell grows after
+an overflow like the list's, and each atom's neighbours are kept in ascending
+order, so results do not depend on it. Under ``vmap`` a rebuild's
+``lax.cond`` becomes a select that rebuilds on every step; the radial
+features therefore use lists only for one search at a time.
 """
 
 from __future__ import annotations
@@ -45,22 +48,12 @@ from jax_md import partition
 
 from ase_learn2hop.geometry import Geometry
 
-#: From this many atoms a single search computes the radial features on a
-#: neighbour list (`benchmarks/results/step_cost_35da9ed.md`: all pairs
-#: are faster up to 561 atoms, 9% there, the list 1.2x faster at 1000).
-MIN_ATOMS = 800
-#: Verlet skin, in length scales: the list is rebuilt once an atom has moved
-#: half of it.
-SKIN = 0.5
-#: Capacity over the largest neighbour count of the starts.
-CAPACITY_MARGIN = 1.25
 #: Capacity growth after an overflow.
 GROWTH = 1.5
-#: A periodic list rebuilds from a cell list only when that gives each atom at
-#: most this fraction of the atoms as candidates: Si1000 (0.78) took 8.9 ms per
-#: learned step on the cell list against 7.7 without, Si1728 (0.38) 14.9
-#: against 18.8 (`benchmarks/results/stillinger_weber_cost*.md`).
-CELL_LIST_CANDIDATES = 0.5
+#: `uniform_density_spec`'s capacities: this many times what a uniform
+#: density gives, and a few more for small counts.
+UNIFORM_MARGIN = 2.0
+UNIFORM_SLACK = 4
 
 _OVERFLOW = int(
     partition.PartitionErrorCode.NEIGHBOR_LIST_OVERFLOW
@@ -93,7 +86,9 @@ class NeighbourListSpec:
 
     def __post_init__(self):
         # jax-md keeps at most the 27 cells' candidates: the list cannot be wider.
-        if self.cell_capacity is not None and 27 * self.cell_capacity < self.capacity:
+        if self.cell_capacity is not None and self.cell_capacity < min_cell_capacity(
+            self.capacity
+        ):
             raise ValueError(
                 f"{self.cell_capacity} atoms per cell give fewer candidates "
                 f"than {self.capacity} neighbours"
@@ -121,6 +116,10 @@ class NeighbourListSpec:
             None if self.cell_capacity is None else self._cell_list_functions,
             self.functions.update,
         )
+
+    def build(self, positions: jax.Array) -> partition.NeighborList:
+        """A list built from scratch at ``positions`` ``[n, 3]`` (jittable)."""
+        return self.update(self.stale(positions), positions)
 
     @property
     def _cell_list_functions(self) -> partition.CellListFns:
@@ -219,42 +218,34 @@ def neighbour_count(positions: np.ndarray, geometry: Geometry, radius: float) ->
     return largest
 
 
-def radial_spec(
-    positions: np.ndarray, geometry: Geometry, length_scale: float
-) -> NeighbourListSpec:
-    """The radial features' list for ``[batch, n, 3]`` starts: cutoff
-    `features.RADIAL_CUTOFF` and skin `SKIN` length scales, capacity
-    `CAPACITY_MARGIN` times the starts' largest neighbour count; in a periodic
-    cube, a cell list of `CAPACITY_MARGIN` times the starts' fullest cell when
-    that leaves at most `CELL_LIST_CANDIDATES` of the atoms as candidates."""
-    from ase_learn2hop.features import RADIAL_CUTOFF
-
-    cutoff = RADIAL_CUTOFF * float(length_scale)
-    skin = SKIN * float(length_scale)
-    n_atoms = np.shape(positions)[-2]
-    count = neighbour_count(positions, geometry, cutoff + skin)
-    capacity = min(n_atoms - 1, max(1, math.ceil(CAPACITY_MARGIN * count)))
-    cell_capacity = None
-    if cells_per_side(geometry, cutoff + skin) >= 3:
-        occupancy = cell_occupancy(positions, geometry, cutoff + skin)
-        cell_capacity = max(
-            math.ceil(CAPACITY_MARGIN * occupancy) + 1, math.ceil(capacity / 27)
-        )
-        if 27 * cell_capacity > CELL_LIST_CANDIDATES * n_atoms:
-            # Too few cells: the 27 around an atom hold most of the box.
-            cell_capacity = None
-    return NeighbourListSpec(cutoff, skin, capacity, geometry, cell_capacity)
+def min_cell_capacity(capacity: int) -> int:
+    """Fewest atoms per cell that can fill ``capacity`` neighbours per atom:
+    jax-md keeps at most the 27 cells' candidates of an atom."""
+    return math.ceil(capacity / 27)
 
 
-def for_search(context, positions: np.ndarray, min_atoms: int | None = None):
-    """``context`` with the radial features' neighbour list when one search of
-    at least ``min_atoms`` atoms runs (``positions`` ``[1, n, 3]``), else
-    unchanged (all pairs); ``min_atoms`` defaults to `MIN_ATOMS`."""
-    batch, n_atoms = np.shape(positions)[:2]
-    if batch != 1 or n_atoms < (MIN_ATOMS if min_atoms is None else min_atoms):
-        return context
-    spec = radial_spec(positions, context.geometry, float(context.length_scale))
-    return context._replace(neighbour_list=spec)
+def uniform_density_spec(
+    n_atoms: int, geometry: Geometry, cutoff: float
+) -> NeighbourListSpec | None:
+    """A list without skin, rebuilt from scratch whenever it is used
+    (`NeighbourListSpec.build`), for ``n_atoms`` anywhere in a periodic cube:
+    neighbours per atom and atoms per cell each `UNIFORM_MARGIN` times what a
+    uniform density gives, plus `UNIFORM_SLACK`; ``None`` when jax-md cannot
+    build a cell list there (not a periodic cube, or fewer than 3 cells of at
+    least ``cutoff`` a side)."""
+    if cells_per_side(geometry, cutoff) < 3:
+        return None
+    side = geometry.box_length
+    within_cutoff = n_atoms / side**3 * 4.0 / 3.0 * math.pi * cutoff**3
+    per_cell = n_atoms / cells_per_side(geometry, cutoff) ** 3
+    capacity = min(
+        n_atoms - 1, math.ceil(UNIFORM_MARGIN * within_cutoff) + UNIFORM_SLACK
+    )
+    cell_capacity = max(
+        math.ceil(UNIFORM_MARGIN * per_cell) + UNIFORM_SLACK,
+        min_cell_capacity(capacity),
+    )
+    return NeighbourListSpec(cutoff, 0.0, capacity, geometry, cell_capacity)
 
 
 def initial(context, positions: jax.Array) -> partition.NeighborList | None:
@@ -305,7 +296,7 @@ def resized(
     if cell_capacity is None:
         cell_capacity = spec.cell_capacity
     if cell_capacity is not None:
-        cell_capacity = max(int(cell_capacity), math.ceil(capacity / 27))
+        cell_capacity = max(int(cell_capacity), min_cell_capacity(capacity))
     spec = dataclasses.replace(
         spec, capacity=int(capacity), cell_capacity=cell_capacity
     )

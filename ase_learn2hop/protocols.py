@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import cycles, hopping_search, neighbours
+from ase_learn2hop import cycles, features, hopping_search
 from ase_learn2hop.learned_hopping import HoppingConfig
 from ase_learn2hop.precision import float64
 
@@ -137,7 +137,7 @@ def start_search(optimizer, positions: np.ndarray):
     """The optimizer's search at ``[n_starts, n, 3]`` starts."""
     weights = optimizer.weights
     # One search of a large structure: radial features on a neighbour list.
-    context = neighbours.for_search(optimizer.context, positions)
+    context = features.with_radial_list(optimizer.context, positions)
     with float64():
         if optimizer.hopping is not None:
             return hopping_search.hopping_start(

@@ -7,7 +7,7 @@ over triplets around each atom, both computed per atom from its neighbours'
 displacements (O(n x neighbours) once the neighbours are known). Small cells
 take all pairs (``[n, n]``); from `LIST_MIN_ATOMS` atoms in a periodic cube of
 at least three cutoffs a side, every call finds the neighbours through jax-md's
-cell list (`cell_list_neighbours`), so the cost grows about linearly
+cell list (`neighbours.uniform_density_spec`), so the cost grows about linearly
 with the number of atoms (`benchmarks/results/stillinger_weber_cost.md`). A call
 whose list overflows (a region far denser than the cell's mean) computes all
 pairs instead, one atom at a time (O(n) memory): the energy never misses a
@@ -16,15 +16,12 @@ neighbour.
 
 from __future__ import annotations
 
-import functools
-import math
-import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax_md import partition
 
+from ase_learn2hop import neighbours
 from ase_learn2hop.geometry import (
     Geometry,
     per_geometry,
@@ -56,10 +53,6 @@ STILLINGER_WEBER_SILICON = {
 #: pairs at 160 atoms, 1.33x faster at 200 and 216, slower below 160
 #: (`benchmarks/results/stillinger_weber_cost.md`).
 LIST_MIN_ATOMS = 200
-#: Capacities of the lists rebuilt at every call: this many times what a
-#: uniform density gives, and a few more for small counts.
-CELL_LIST_MARGIN = 2.0
-CELL_LIST_SLACK = 4
 
 
 @per_geometry
@@ -94,15 +87,12 @@ def stillinger_weber(geometry: Geometry):
 
     def energy_fn(positions: jax.Array, parameters: Any = None) -> jax.Array:
         n_atoms = positions.shape[0]
-        capacities = cell_list_capacities(n_atoms, geometry, STILLINGER_WEBER_CUTOFF)
-        if n_atoms < LIST_MIN_ATOMS or capacities is None:
-            return _all_pairs_energy(positions, None)
-        listed = cell_list_neighbours(
-            jax.lax.stop_gradient(positions),
-            geometry,
-            STILLINGER_WEBER_CUTOFF,
-            capacities,
+        spec = neighbours.uniform_density_spec(
+            n_atoms, geometry, STILLINGER_WEBER_CUTOFF
         )
+        if n_atoms < LIST_MIN_ATOMS or spec is None:
+            return _all_pairs_energy(positions, None)
+        listed = spec.build(jax.lax.stop_gradient(positions))
         return jax.lax.cond(
             listed.did_buffer_overflow != 0,
             _all_pairs_by_rows,
@@ -142,83 +132,6 @@ def stillinger_weber(geometry: Geometry):
         )
 
     return energy_fn
-
-
-def cell_list_capacities(
-    n_atoms: int, geometry: Geometry, cutoff: float
-) -> tuple[int, int] | None:
-    """Static sizes of a list rebuilt from scratch by `cell_list_neighbours`:
-    ``(neighbours per atom, atoms per cell)``, each `CELL_LIST_MARGIN` times
-    what a uniform density of ``n_atoms`` in the cell gives, plus
-    `CELL_LIST_SLACK`; ``None`` when jax-md cannot build a cell list there (not
-    a periodic cube, or fewer than 3 cells of at least ``cutoff`` per side).
-    """
-    if not geometry.is_cube or geometry.box_length < 3.0 * cutoff:
-        return None
-    side = geometry.box_length
-    density = n_atoms / side**3
-    within_cutoff = density * 4.0 / 3.0 * math.pi * cutoff**3
-    per_cell = n_atoms / math.floor(side / cutoff) ** 3
-    capacity = min(
-        n_atoms - 1, math.ceil(CELL_LIST_MARGIN * within_cutoff) + CELL_LIST_SLACK
-    )
-    # jax-md keeps at most the 27 cells' candidates per atom.
-    cell_capacity = max(
-        math.ceil(CELL_LIST_MARGIN * per_cell) + CELL_LIST_SLACK,
-        math.ceil(capacity / 27),
-    )
-    return capacity, cell_capacity
-
-
-def cell_list_neighbours(
-    positions: jax.Array,
-    geometry: Geometry,
-    cutoff: float,
-    capacities: tuple[int, int],
-) -> partition.NeighborList:
-    """Every neighbour closer than ``cutoff`` of each atom of ``positions`` ``[n,
-    3]`` in a periodic cube, built from scratch through jax-md's cell list
-    (O(n): each atom looks at the 27 cells around its own), jittable.
-
-    ``capacities`` (`cell_list_capacities`) are static. When they are too small
-    jax-md sets the list's overflow bit (``did_buffer_overflow``) and the list is
-    incomplete: the caller must then use something else.
-    """
-    capacity, cell_capacity = capacities
-    side = geometry.box_length
-    cell_list_functions, list_functions = _cell_list_functions(geometry, cutoff)
-    wrapped = geometry.wrap(positions)  # jax-md hashes cells from positions in [0, L)
-    stale = partition.NeighborList(
-        jnp.full((positions.shape[0], capacity), positions.shape[0], jnp.int32),
-        # Half a cell from every atom: jax-md sees them all moved and rebuilds.
-        wrapped + 0.5 * side,
-        partition.PartitionError(jnp.zeros((), jnp.uint8)),
-        cell_capacity,
-        capacity,
-        partition.NeighborListFormat.Dense,
-        cutoff,
-        cell_list_functions,
-        list_functions.update,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "scatter inputs", FutureWarning)
-        return stale.update(wrapped)
-
-
-@functools.lru_cache(maxsize=64)
-def _cell_list_functions(geometry: Geometry, cutoff: float):
-    # Cached, as `_functions`: equal static fields, so jit caches hit.
-    side = geometry.box_length
-    with jax.ensure_compile_time_eval():
-        return (
-            partition.cell_list(side, cutoff),
-            partition.neighbor_list(
-                geometry.displacement_fn,
-                side,
-                cutoff,
-                format=partition.NeighborListFormat.Dense,
-            ),
-        )
 
 
 def _exponent(power: float) -> float | int:

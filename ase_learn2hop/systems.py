@@ -62,7 +62,7 @@ class StructureContext(NamedTuple):
             a fixed one (ASE's ``FixAtoms`` / ``FixCartesian``), or ``None`` when
             every coordinate is free.
         neighbour_list: static `neighbours.NeighbourListSpec` of the radial
-            features, or ``None`` for all pairs (`neighbours.for_search`).
+            features, or ``None`` for all pairs (`features.with_radial_list`).
     """
 
     species: jax.Array

@@ -18,7 +18,7 @@ driver, shipped weights, float64 energies. Per size:
 
 The learned step is timed twice: radial features over all pairs, and on a
 neighbour list (`ase_learn2hop.neighbours`, forced on at every size here; the
-product turns it on from `neighbours.MIN_ATOMS` atoms). "step / numpy LJ" takes
+product turns it on from `features.RADIAL_LIST_MIN_ATOMS` atoms). "step / numpy LJ" takes
 the faster of the two. Energies stay all pairs: Lennard-Jones and Gupta have no
 cutoff (SPEC), and Stillinger-Weber's energy is not on lists.
 
@@ -136,7 +136,7 @@ def measure(potential: str, n_atoms: int, repeats: int) -> dict:
     step_seconds, memory_bytes, compile_seconds = _learned_step(
         system, weights, positions, system.context, steps, repeats
     )
-    listed = neighbours.for_search(system.context, np.asarray(positions), 0)
+    listed = features.with_radial_list(system.context, np.asarray(positions), 0)
     listed_seconds, listed_memory, _ = _learned_step(
         system, weights, positions, listed, steps, repeats
     )

@@ -19,7 +19,7 @@ For diamond silicon of 64, 216, 512, 1000 and 1728 atoms (2 to 6 cubic cells of
   `stillinger_weber.LIST_MIN_ATOMS`: where it starts to pay;
 - learned step: one step of one learned search (shipped ``si64`` weights, its
   energy call included, radial features on a neighbour list from
-  `neighbours.MIN_ATOMS` atoms, the product's choice), µs, from a rattled
+  `features.RADIAL_LIST_MIN_ATOMS` atoms, the product's choice), µs, from a rattled
   diamond start.
 
 Run::
@@ -46,7 +46,7 @@ from ase_learn2hop.training.run import current_commit
 from potential_throughput import best_time_per_structure
 from step_cost import _learned_step, _per_call_seconds
 
-from ase_learn2hop import neighbours, stillinger_weber
+from ase_learn2hop import features, neighbours, stillinger_weber
 
 DEFAULT_CELLS = (2, 3, 4, 5, 6)
 LATTICE_CONSTANT = 5.431
@@ -104,12 +104,12 @@ def measure(cells: int, repeats: int) -> dict:
         )
     row["on_cell_list"] = bool(
         n_atoms >= stillinger_weber.LIST_MIN_ATOMS
-        and stillinger_weber.cell_list_capacities(
+        and neighbours.uniform_density_spec(
             n_atoms, geometry, stillinger_weber.STILLINGER_WEBER_CUTOFF
         )
     )
     weights = learned_weights(systems.system_from_name("si64"))
-    context = neighbours.for_search(system.context, np.asarray(positions)[None])
+    context = features.with_radial_list(system.context, np.asarray(positions)[None])
     steps = max(5, int(2e5 / n_atoms))
     seconds, memory, _ = _learned_step(
         system, weights, positions[None], context, steps, repeats

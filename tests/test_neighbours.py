@@ -12,7 +12,14 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from ase_learn2hop import LearnedHopOptimizer, driver, neighbours, search, systems
+from ase_learn2hop import (
+    LearnedHopOptimizer,
+    driver,
+    features,
+    neighbours,
+    search,
+    systems,
+)
 from ase_learn2hop.calculators import LennardJones
 from ase_learn2hop.features import RADIAL_CUTOFF, RADIAL_ETAS, radial_symmetry_features
 from ase_learn2hop.geometry import FREE, periodic_cube
@@ -62,10 +69,10 @@ def test_features_on_a_list_equal_a_direct_sum_over_all_pairs(periodic):
     species = rng.integers(0, 2, n)
     geometry = periodic_cube(side) if periodic else FREE
     with float64():
-        spec = neighbours.radial_spec(positions[None], geometry, length_scale)
+        spec = features.radial_list_spec(positions[None], geometry, length_scale)
         if periodic:
             # Three cells of the list's range a side: rebuilds on a cell list
-            # (forced: too few cells for radial_spec to choose one).
+            # (forced: too few cells for radial_list_spec to choose one).
             occupancy = neighbours.cell_occupancy(
                 positions[None], geometry, spec.cutoff + spec.skin
             )
@@ -73,7 +80,7 @@ def test_features_on_a_list_equal_a_direct_sum_over_all_pairs(periodic):
         listed = spec.update(spec.stale(jnp.asarray(positions)), jnp.asarray(positions))
         assert not neighbours.overflowed(listed)
         assert spec.capacity < n // 3
-        features = radial_symmetry_features(
+        computed = radial_symmetry_features(
             jnp.asarray(positions),
             context_of(species, length_scale, geometry),
             neighbour_indices=listed.idx,
@@ -82,7 +89,7 @@ def test_features_on_a_list_equal_a_direct_sum_over_all_pairs(periodic):
         positions, species, length_scale, side if periodic else None
     )
     assert expected[:, 0].max() > 1.0 and expected[:, 8].max() > 1.0
-    np.testing.assert_allclose(np.asarray(features), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(computed), expected, rtol=1e-10, atol=1e-12)
 
 
 def lj_search_carry(context, steps, positions, system=None, weights="lj"):
@@ -105,7 +112,7 @@ def test_an_overflowing_list_is_grown_and_its_chunk_run_again():
         positions = jnp.asarray(
             systems.starting_structures(jax.random.key(2), system, 1)
         )
-        spec = neighbours.radial_spec(np.asarray(positions), FREE, 1.0)
+        spec = features.radial_list_spec(np.asarray(positions), FREE, 1.0)
         short = neighbours.NeighbourListSpec(spec.cutoff, spec.skin, 3, FREE)
         all_pairs = lj_search_carry(system.context, 100, positions)
         grown = lj_search_carry(
@@ -127,7 +134,7 @@ def test_an_overflowing_cell_list_is_grown_and_its_chunk_run_again():
     system = systems.silicon_system(len(atoms), atoms.cell[0, 0])
     with float64():
         positions = jnp.asarray(atoms.positions)[None]
-        spec = neighbours.radial_spec(
+        spec = features.radial_list_spec(
             np.asarray(positions), system.context.geometry, 2.0951
         )
         short = dataclasses.replace(spec, cell_capacity=math.ceil(spec.capacity / 27))
@@ -160,7 +167,7 @@ def test_the_search_on_a_list_follows_the_all_pairs_trajectory(monkeypatch):
     start = np.asarray(systems.starting_structures(jax.random.key(5), system, 1))[0]
 
     def run(min_atoms):
-        monkeypatch.setattr(neighbours, "MIN_ATOMS", min_atoms)
+        monkeypatch.setattr(features, "RADIAL_LIST_MIN_ATOMS", min_atoms)
         atoms = Atoms("X38", positions=start)
         atoms.calc = LennardJones()
         optimizer = LearnedHopOptimizer(atoms, logfile=None, seed=1, observe_every=100)
@@ -185,9 +192,9 @@ def test_lists_are_for_one_large_search_only():
     system = systems.system_from_name("lj38")
     positions = np.asarray(systems.starting_structures(jax.random.key(0), system, 2))
     context = system.context
-    assert neighbours.for_search(context, positions[:1]).neighbour_list is None
-    assert neighbours.for_search(context, positions, 0).neighbour_list is None
-    spec = neighbours.for_search(context, positions[:1], 0).neighbour_list
+    assert features.with_radial_list(context, positions[:1]).neighbour_list is None
+    assert features.with_radial_list(context, positions, 0).neighbour_list is None
+    spec = features.with_radial_list(context, positions[:1], 0).neighbour_list
     assert spec.cutoff == pytest.approx(RADIAL_CUTOFF)
     # Capacity: the largest neighbour count within cutoff + skin, plus margin.
     distances = np.linalg.norm(positions[0][:, None] - positions[0][None], axis=-1)
@@ -204,7 +211,7 @@ def test_a_periodic_list_uses_a_cell_list_where_it_leaves_few_candidates(
     atoms = bulk("Si", "diamond", 5.431, cubic=True).repeat(cells)
     atoms.rattle(0.1, seed=0)
     geometry = periodic_cube(atoms.cell[0, 0])
-    spec = neighbours.radial_spec(atoms.positions[None], geometry, 2.0951)
+    spec = features.radial_list_spec(atoms.positions[None], geometry, 2.0951)
     assert (spec.cell_capacity is not None) == cell_list
     if cell_list:
         occupancy = neighbours.cell_occupancy(
@@ -224,8 +231,8 @@ def test_a_list_of_every_other_atom_cannot_grow():
 def test_a_restart_file_of_a_grown_list_continues_the_search(monkeypatch, tmp_path):
     # Lists on, at a third of the neighbours a list needs: the first chunk
     # overflows and grows the list, and the restart file holds the grown one.
-    monkeypatch.setattr(neighbours, "MIN_ATOMS", 0)
-    monkeypatch.setattr(neighbours, "CAPACITY_MARGIN", 0.3)
+    monkeypatch.setattr(features, "RADIAL_LIST_MIN_ATOMS", 0)
+    monkeypatch.setattr(features, "RADIAL_LIST_CAPACITY_MARGIN", 0.3)
     system = systems.system_from_name("lj38")
     start = np.asarray(systems.starting_structures(jax.random.key(5), system, 1))[0]
 
@@ -245,7 +252,7 @@ def test_a_restart_file_of_a_grown_list_continues_the_search(monkeypatch, tmp_pa
         next(runner)  # stopped after 200 steps
     grown = first._search.parameters.context.neighbour_list
     runner.close()
-    initial = neighbours.for_search(first.context, start[None], 0).neighbour_list
+    initial = features.with_radial_list(first.context, start[None], 0).neighbour_list
     assert grown.capacity > initial.capacity
 
     resumed = optimizer(restart)

@@ -14,7 +14,7 @@ from ase.cluster import Icosahedron
 from ase.io import read
 
 import ase_learn2hop
-from ase_learn2hop import potentials, stillinger_weber
+from ase_learn2hop import neighbours, potentials, stillinger_weber
 from ase_learn2hop.geometry import (
     FREE,
     periodic_cell,
@@ -410,7 +410,7 @@ def test_stillinger_weber_on_a_cell_list_matches_matscipy():
     atoms = silicon_216(seed=3)
     geometry = periodic_cube(atoms.cell[0, 0])
     assert len(atoms) >= stillinger_weber.LIST_MIN_ATOMS
-    assert stillinger_weber.cell_list_capacities(
+    assert neighbours.uniform_density_spec(
         len(atoms), geometry, potentials.STILLINGER_WEBER_CUTOFF
     )
     atoms.calc = matscipy_stillinger_weber()
@@ -428,15 +428,10 @@ def test_stillinger_weber_list_overflow_falls_back_to_all_pairs():
     grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1)
     atoms.positions[:27] = 1.8 * grid.reshape(-1, 3) + 0.3
     geometry = periodic_cube(atoms.cell[0, 0])
-    capacity, cell_capacity = stillinger_weber.cell_list_capacities(
+    spec = neighbours.uniform_density_spec(
         len(atoms), geometry, potentials.STILLINGER_WEBER_CUTOFF
     )
-    listed = stillinger_weber.cell_list_neighbours(
-        jnp.asarray(atoms.positions),
-        geometry,
-        potentials.STILLINGER_WEBER_CUTOFF,
-        (capacity, cell_capacity),
-    )
+    listed = spec.build(jnp.asarray(atoms.positions))
     assert bool(listed.did_buffer_overflow)
     atoms.calc = matscipy_stillinger_weber()
     energy, forces = energy_and_forces(
