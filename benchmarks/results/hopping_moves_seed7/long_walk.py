@@ -1,57 +1,110 @@
-"""One long learned walk per start from its quenched relaxed start (shipped
-weights, fresh state, random frame), and a quench (L-BFGS to fmax 1e-2) of
-the walk's point after t steps: how many land in the global minimum.
-    python benchmarks/results/hopping_moves_seed7/long_walk.py lj26 400 7 390 20,40,65,100,130,195,260,325,390
+"""One long learned walk per start and quenches of its points (issue 13 note).
+
+From each quenched relaxed start (the time-to-minimum benchmark's, ``--seed``),
+one learned walk with the shipped weights, a fresh state and a random frame;
+the walk's point after t steps is quenched (L-BFGS to fmax 1e-2).
+
+    python long_walk.py lj26 400 7 390 --at 20 40 65 100 130 195 260 325 390
+        how many quenches of the point after t steps land in the global minimum
+    python long_walk.py lj26 100 7 8000 --every 130
+        quench every 130th point: force calls (walk steps plus every quench so
+        far) at which each walk first quenches into the global minimum
 """
-import sys, numpy as np, jax, jax.numpy as jnp
-from ase_learn2hop import systems, learned_optimizer, quench
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ase_learn2hop import learned_optimizer, quench, systems
 from ase_learn2hop.benchmark import time_to_minimum_methods as methods
 from ase_learn2hop.precision import float64
-name, runs, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-T = int(sys.argv[4]); checkpoints = [int(x) for x in sys.argv[5].split(",")]
-system = systems.system_from_name(name)
-weights = methods.learned_weights(system)
-theta, config, ctx, pp = weights.theta, weights.config, system.context, system.potential_parameters
-vg = jax.value_and_grad(system.energy_fn)
-target = system.global_minimum * (1 - 1e-3)
 
-def quench_all(x, steps=600):
-    def one(x):
-        e, g = vg(x, pp)
-        q = quench.quench_begin(x, e, g)
-        def body(q, _):
-            done = quench.quench_converged(q, 1e-2)
-            t = quench.quench_trial(q, quench.MAX_STEP)
-            e, g = vg(t, pp)
-            q2 = quench.quench_observe(q, t, e, g)
-            q = jax.tree_util.tree_map(lambda a, b: jnp.where(done, a, b), q, q2)
-            return q, None
-        q, _ = jax.lax.scan(body, q, None, length=steps)
-        return q.positions, q.energy, q.iterations
-    return jax.jit(jax.vmap(one))(x)
 
-def hop(x, key):
-    def one(x, key):
-        e, g = vg(x, pp)
-        from ase_learn2hop.geometry import FREE
-        x, g = ctx.geometry.random_frame(key, x, g)
-        st = learned_optimizer.init(x, ctx)
-        def body(c, _):
-            x, g, st = c
-            d, st = learned_optimizer.update(theta, config, st, x, g, ctx)
-            x = ctx.geometry.move(x, d)
-            e, g = vg(x, pp)
-            return (x, g, st), x
-        _, xs = jax.lax.scan(body, (x, g, st), None, length=T)
-        return xs
-    return jax.jit(jax.vmap(one))(x, key)
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("system")
+    parser.add_argument("runs", type=int)
+    parser.add_argument("seed", type=int)
+    parser.add_argument("steps", type=int)
+    parser.add_argument("--at", type=int, nargs="+")
+    parser.add_argument("--every", type=int)
+    arguments = parser.parse_args()
+    system = systems.system_from_name(arguments.system)
+    weights = methods.learned_weights(system)
+    context, potential = system.context, system.potential_parameters
+    value_and_grad = jax.value_and_grad(system.energy_fn)
+    target = system.global_minimum * (1 - 1e-3)
 
-with float64():
-    starts = jnp.asarray(methods.relaxed_starts(system, jax.random.key(seed), runs))
-    minima, emin, it = quench_all(starts)
-    print("start minima: median E", float(jnp.median(emin)), "hits", int((emin < target).sum()), "quench iters", float(jnp.mean(it)))
-    keys = jax.random.split(jax.random.key(seed + 11), runs)
-    xs = hop(minima, keys)   # [runs, T, n, 3]
-    for t in checkpoints:
-        _, e, it = quench_all(xs[:, t - 1])
-        print(f"t={t}: hits {int((e < target).sum())}/{runs}  mean quench calls {float(jnp.mean(it)):.1f}  median E {float(jnp.median(e)):.3f}", flush=True)
+    @jax.jit
+    @jax.vmap
+    def quenched(positions):
+        energy, gradient = value_and_grad(positions, potential)
+
+        def body(state, _):
+            done = quench.quench_converged(state, 1e-2)
+            trial = quench.quench_trial(state, quench.MAX_STEP)
+            energy, gradient = value_and_grad(trial, potential)
+            moved = quench.quench_observe(state, trial, energy, gradient)
+            return jax.tree.map(lambda a, b: jnp.where(done, a, b), state, moved), None
+
+        state = quench.quench_begin(positions, energy, gradient)
+        state, _ = jax.lax.scan(body, state, None, length=600)
+        return state.positions, state.energy, state.iterations
+
+    @jax.jit
+    @jax.vmap
+    def walk(positions, key):
+        _, gradient = value_and_grad(positions, potential)
+        positions, gradient = context.geometry.random_frame(key, positions, gradient)
+
+        def body(carry, _):
+            positions, gradient, state = carry
+            displacement, state = learned_optimizer.update(
+                weights.theta, weights.config, state, positions, gradient, context
+            )
+            positions = context.geometry.move(positions, displacement)
+            _, gradient = value_and_grad(positions, potential)
+            return (positions, gradient, state), positions
+
+        state = learned_optimizer.init(positions, context)
+        _, path = jax.lax.scan(
+            body, (positions, gradient, state), None, length=arguments.steps
+        )
+        return path
+
+    with float64():
+        starts = methods.relaxed_starts(
+            system, jax.random.key(arguments.seed), arguments.runs
+        )
+        minima = quenched(jnp.asarray(starts))[0]
+        keys = jax.random.split(jax.random.key(arguments.seed + 11), arguments.runs)
+        path = walk(minima, keys)  # [runs, steps, n, 3]
+        if arguments.at:
+            for step in arguments.at:
+                _, energy, calls = quenched(path[:, step - 1])
+                print(
+                    f"t={step}: hits {int((energy < target).sum())}/{arguments.runs}"
+                    f"  mean quench calls {float(jnp.mean(calls)):.1f}"
+                    f"  median E {float(jnp.median(energy)):.3f}",
+                    flush=True,
+                )
+        if arguments.every:
+            spent = np.zeros(arguments.runs)
+            first = np.full(arguments.runs, np.inf)
+            checkpoints = range(arguments.every, arguments.steps + 1, arguments.every)
+            for step in checkpoints:
+                energy, calls = map(np.asarray, quenched(path[:, step - 1])[1:])
+                spent += calls
+                new = (energy < target) & np.isinf(first)
+                first[new] = step + spent[new]
+            print(
+                f"{arguments.system}: {int(np.isfinite(first).sum())}/{arguments.runs} "
+                f"walks hit; force calls {sorted(first[np.isfinite(first)].astype(int).tolist())}; "
+                f"mean quench {spent.mean() / len(checkpoints):.1f} calls"
+            )
+
+
+if __name__ == "__main__":
+    main()
