@@ -9,6 +9,10 @@ the walk's point after t steps is quenched (L-BFGS to fmax 1e-2).
     python long_walk.py lj26 100 7 8000 --every 130
         quench every 130th point: force calls (walk steps plus every quench so
         far) at which each walk first quenches into the global minimum
+    python long_walk.py lj26 60 7 260 --at 260 --scipy
+        also quench the same points with scipy's L-BFGS-B (default options,
+        NumPy energies): its evaluations against ours, and whether both end
+        in the same minimum
 """
 
 import argparse
@@ -30,6 +34,7 @@ def main():
     parser.add_argument("steps", type=int)
     parser.add_argument("--at", type=int, nargs="+")
     parser.add_argument("--every", type=int)
+    parser.add_argument("--scipy", action="store_true")
     arguments = parser.parse_args()
     system = systems.system_from_name(arguments.system)
     weights = methods.learned_weights(system)
@@ -90,6 +95,8 @@ def main():
                     f"  median E {float(jnp.median(energy)):.3f}",
                     flush=True,
                 )
+                if arguments.scipy:
+                    compare_with_scipy(np.asarray(path[:, step - 1]), energy, calls)
         if arguments.every:
             spent = np.zeros(arguments.runs)
             first = np.full(arguments.runs, np.inf)
@@ -104,6 +111,28 @@ def main():
                 f"walks hit; force calls {sorted(first[np.isfinite(first)].astype(int).tolist())}; "
                 f"mean quench {spent.mean() / len(checkpoints):.1f} calls"
             )
+
+
+def compare_with_scipy(points, energies, calls):
+    """scipy's L-BFGS-B from ``points`` ``[runs, n, 3]`` against our quench's
+    ``energies`` and ``calls`` from the same points (LJ only)."""
+    import scipy.optimize
+
+    from ase_learn2hop.benchmark.time_to_minimum_methods import lennard_jones_numpy
+
+    results = [
+        scipy.optimize.minimize(
+            lennard_jones_numpy, point.ravel(), jac=True, method="L-BFGS-B"
+        )
+        for point in points
+    ]
+    evaluations = np.array([result.nfev for result in results])
+    same = np.abs(np.array([result.fun for result in results]) - energies) < 1e-3
+    print(
+        f"  scipy L-BFGS-B evaluations mean {evaluations.mean():.1f} median "
+        f"{np.median(evaluations):.0f}; ours mean {float(np.mean(calls)):.1f} "
+        f"median {float(np.median(calls)):.0f}; same minimum {same.mean():.2f}"
+    )
 
 
 if __name__ == "__main__":
