@@ -72,7 +72,11 @@ def _scipy_replay(system, start):
         niter=15,
         T=methods.HOPPING_TEMPERATURE[system.potential],
         stepsize=methods.HOPPING_STEP,
-        minimizer_kwargs={"method": "L-BFGS-B", "jac": True},
+        minimizer_kwargs={
+            "method": "L-BFGS-B",
+            "jac": True,
+            "options": dict(methods.SCIPY_QUENCH_OPTIONS),
+        },
         callback=lambda *_: quench_ends.append(len(energies)),
         rng=np.random.default_rng(0),
     )
