@@ -47,6 +47,7 @@ from ase_learn2hop.benchmark.time_to_minimum_methods import (
     HOPPING_CHUNK,
     LEARNED_CHUNK,
     METHODS,
+    SCIPY_QUENCH_OPTIONS,
     RunTrace,
     learned_weights,
     numpy_energy,
@@ -258,7 +259,10 @@ def run_system(
         )
     notes = [
         blas_note(),
-        f"scipy energy and gradient: {numpy_energy(system)[1]}",
+        (
+            f"scipy energy and gradient: {numpy_energy(system)[1]}; scipy's "
+            f"L-BFGS-B options: {SCIPY_QUENCH_OPTIONS or 'its defaults'}"
+        ),
         (
             f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end on "
             f"{os.cpu_count()} cores (shared machine)"
