@@ -31,28 +31,35 @@ from ase_learn2hop.training.run import current_commit
 
 from ase_learn2hop import systems
 from ase_learn2hop.benchmark import time_to_minimum_methods as methods
+from ase_learn2hop.benchmark.censored_statistics import (
+    censored_quantile,
+    time_to_threshold,
+)
+from ase_learn2hop.benchmark.protocol import global_minimum_threshold
 
 
 def first_hits(system, starts, seed, force_calls, seconds, options) -> np.ndarray:
     """``[runs]`` force calls at each run's first hit (+inf: none)."""
-    target = system.global_minimum * (1 - 1e-3)
-    saved = methods.SCIPY_QUENCH_OPTIONS
-    methods.SCIPY_QUENCH_OPTIONS = options
-    try:
-        traces = [
-            methods.run_scipy_basin_hopping(
-                system, start, seconds, force_calls, target, seed + index
-            )
+    target = global_minimum_threshold(system.global_minimum)
+    return np.array(
+        [
+            time_to_threshold(
+                methods.run_scipy_basin_hopping(
+                    system,
+                    start,
+                    seconds,
+                    force_calls,
+                    target,
+                    seed + index,
+                    quench_options=options,
+                ),
+                target,
+                seconds,
+                force_calls,
+            )[0]
             for index, start in enumerate(starts)
         ]
-    finally:
-        methods.SCIPY_QUENCH_OPTIONS = saved
-    hits = np.full(len(starts), np.inf)
-    for index, trace in enumerate(traces):
-        reached = [calls for calls, _, energy in trace.improvements if energy <= target]
-        if reached:
-            hits[index] = reached[0]
-    return hits
+    )
 
 
 def main() -> None:
@@ -99,7 +106,7 @@ def main() -> None:
         )
         median, first, third = (
             f"{value:.0f}" if np.isfinite(value) else f"> {arguments.force_calls}"
-            for value in np.percentile(hits, [50, 25, 75])
+            for value in (censored_quantile(hits, q) for q in (0.5, 0.25, 0.75))
         )
         print(
             f"| {ftol or 'default'} | {gtol or 'default'} "

@@ -47,7 +47,7 @@ from ase_learn2hop.benchmark.time_to_minimum_methods import (
     HOPPING_CHUNK,
     LEARNED_CHUNK,
     METHODS,
-    SCIPY_QUENCH_OPTIONS,
+    SCIPY_QUENCH_SETTINGS,
     RunTrace,
     learned_weights,
     numpy_energy,
@@ -261,7 +261,7 @@ def run_system(
         blas_note(),
         (
             f"scipy energy and gradient: {numpy_energy(system)[1]}; scipy's "
-            f"L-BFGS-B options: {SCIPY_QUENCH_OPTIONS or 'its defaults'}"
+            f"L-BFGS-B quenches: {SCIPY_QUENCH_SETTINGS}"
         ),
         (
             f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end on "

@@ -62,6 +62,11 @@ HOPPING_STEP = 0.4
 #: starts of LJ13 and LJ26, none of them the benchmark's; 3e-6, 3e-5 and 1e-4
 #: did no better (`benchmarks/results/scipy_settings.md`).
 SCIPY_QUENCH_OPTIONS: dict = {"ftol": 1e-5}
+#: `SCIPY_QUENCH_OPTIONS` as the reports print it.
+SCIPY_QUENCH_SETTINGS = (
+    ", ".join(f"{name} {value:g}" for name, value in SCIPY_QUENCH_OPTIONS.items())
+    or "scipy's defaults"
+)
 ASE_FMAX = 1e-3
 
 
@@ -323,9 +328,18 @@ def run_learned_paper(system, start, seconds, force_calls, target, seed) -> RunT
 
 
 def run_scipy_basin_hopping(
-    system, start, seconds, force_calls, target, seed
+    system,
+    start,
+    seconds,
+    force_calls,
+    target,
+    seed,
+    *,
+    quench_options: dict | None = None,
 ) -> RunTrace:
-    """``scipy.optimize.basinhopping`` with L-BFGS-B quenches (GMIN / pele).
+    """``scipy.optimize.basinhopping`` with L-BFGS-B quenches (GMIN / pele),
+    their ``options`` ``quench_options`` (default `SCIPY_QUENCH_OPTIONS`; ``{}``
+    is scipy's defaults).
 
     Every evaluated energy is watched, as the driver watches ours: the run
     reaches the target at the first force call below it, not when the quench
@@ -359,7 +373,9 @@ def run_scipy_basin_hopping(
             minimizer_kwargs={
                 "method": "L-BFGS-B",
                 "jac": True,
-                "options": dict(SCIPY_QUENCH_OPTIONS),
+                "options": dict(
+                    SCIPY_QUENCH_OPTIONS if quench_options is None else quench_options
+                ),
             },
             callback=callback,
             rng=np.random.default_rng(seed),
@@ -445,7 +461,8 @@ METHODS: dict[str, Method] = {
     "scipy_basin_hopping": Method(
         "scipy basinhopping + L-BFGS-B",
         run_scipy_basin_hopping,
-        "scipy.optimize.basinhopping, L-BFGS-B quenches (ftol 1e-5), NumPy energy",
+        "scipy.optimize.basinhopping, L-BFGS-B quenches "
+        f"({SCIPY_QUENCH_SETTINGS}), NumPy energy",
     ),
     "ase_basin_hopping": Method(
         "ASE BasinHopping + FIRE",
