@@ -233,11 +233,11 @@ def uniform_density_spec(
     uniform density gives, plus `UNIFORM_SLACK`; ``None`` when jax-md cannot
     build a cell list there (not a periodic cube, or fewer than 3 cells of at
     least ``cutoff`` a side)."""
-    if cells_per_side(geometry, cutoff) < 3:
+    cells = cells_per_side(geometry, cutoff)
+    if cells < 3:
         return None
-    side = geometry.box_length
-    within_cutoff = n_atoms / side**3 * 4.0 / 3.0 * math.pi * cutoff**3
-    per_cell = n_atoms / cells_per_side(geometry, cutoff) ** 3
+    within_cutoff = n_atoms / geometry.box_length**3 * 4.0 / 3.0 * math.pi * cutoff**3
+    per_cell = n_atoms / cells**3
     capacity = min(
         n_atoms - 1, math.ceil(UNIFORM_MARGIN * within_cutoff) + UNIFORM_SLACK
     )
