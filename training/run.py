@@ -77,6 +77,11 @@ DEFAULTS: dict[str, Any] = {
     "temperature": 0.8,
     # Hopping only: hops of this many learned steps per atom (None: ``horizon``).
     "hop_steps_per_atom": None,
+    # Hopping only: "energy" (mean best-so-far energy) or "time_to_minimum"
+    # (share of the budget spent before the global minimum; tasks.HOPPING_OBJECTIVES).
+    "objective": "energy",
+    # Starts per task that one candidate is judged on (a hit time is noisy).
+    "runs_per_instance": 1,
 }
 OVERRIDABLE = (
     "strategy",
@@ -205,6 +210,7 @@ def meta_loss_from_config(config: dict[str, Any], tasks, network):
             network,
             [hopping_config(config, task.system.n_atoms) for task in tasks],
             int(config["budget"]),
+            objective=config["objective"],
         )
     if config["protocol"] != "paper":
         raise SystemExit(
@@ -241,7 +247,9 @@ def run_training(
                 f"{start.config.to_dict()}, this run needs {network.to_dict()}"
             )
         theta0 = start.theta
-    sample_instances = make_instance_sampler(tasks, config["minimum_start_fraction"])
+    sample_instances = make_instance_sampler(
+        tasks, config["minimum_start_fraction"], config["runs_per_instance"]
+    )
     loss_fn = meta_loss_from_config(config, tasks, network)
     started = time.time()
     result = train(
