@@ -4,6 +4,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from ase import Atoms
 
 from ase_learn2hop import LearnedHopOptimizer, systems
@@ -132,3 +133,74 @@ def test_hopping_run_with_hops_per_atom_sets_the_optimizers_hop(tmp_path, monkey
     system = systems.lennard_jones_system(13)
     hopping = protocols.hopping_config(paper, system, True, None, None, 13)
     assert hopping.hop_steps == 25 * 13
+
+
+def _pentagonal_bipyramid():
+    """LJ7's global minimum (Cambridge Cluster Database: -16.505384), relaxed
+    from an ideal pentagonal bipyramid with scipy's L-BFGS-B."""
+    import scipy.optimize
+    from lennard_jones_reference import lennard_jones_energy
+
+    edge = 2 ** (1 / 6)
+    radius = edge / (2 * np.sin(np.pi / 5))
+    height = np.sqrt(edge**2 - radius**2)
+    angles = 2 * np.pi * np.arange(5) / 5
+    ring = np.stack([radius * np.cos(angles), radius * np.sin(angles), 0 * angles], 1)
+    start = np.concatenate([ring, [[0, 0, height], [0, 0, -height]]])
+    result = scipy.optimize.minimize(
+        lambda x: lennard_jones_energy(x.reshape(7, 3)),
+        start.ravel(),
+        method="L-BFGS-B",
+    )
+    assert abs(result.fun - -16.505384) < 1e-5
+    return result.x.reshape(7, 3)
+
+
+def test_time_to_minimum_objective_is_the_share_of_calls_before_the_minimum():
+    """0 from LJ7's published global minimum, 1 when a budget of one call
+    starts elsewhere, and the mean over an instance's runs."""
+    from ase_learn2hop.training.tasks import MetaTask, make_hopping_meta_loss
+
+    from ase_learn2hop.learned_hopping import HoppingConfig
+
+    weights = load_weights("lj_hopping")
+    task = MetaTask(systems.lennard_jones_system(7), -16.505384)
+    minimum = _pentagonal_bipyramid()
+    elsewhere = np.asarray(
+        systems.starting_structures(jax.random.key(1), task.system, 1)[0]
+    )
+    hopping = [HoppingConfig(hop_steps=20, temperature=0.8)]
+
+    def loss(instance, budget):
+        loss_fn = make_hopping_meta_loss(
+            [task], weights.config, hopping, budget, objective="time_to_minimum"
+        )
+        return float(loss_fn(weights.theta, (instance,)))
+
+    assert loss(minimum, 50) == 0.0
+    assert loss(elsewhere, 1) == 1.0
+    assert loss(np.stack([minimum, elsewhere]), 1) == 0.5
+    with pytest.raises(ValueError, match="objective"):
+        make_hopping_meta_loss([task], weights.config, hopping, 10, objective="hits")
+    unknown = MetaTask(task.system._replace(global_minimum=None), -16.505384)
+    with pytest.raises(ValueError, match="global minimum"):
+        make_hopping_meta_loss(
+            [unknown], weights.config, hopping, 10, objective="time_to_minimum"
+        )
+
+
+def test_instances_of_several_runs_share_the_local_minima_evenly():
+    from ase_learn2hop.training.tasks import MetaTask, make_instance_sampler
+
+    task = MetaTask(systems.lennard_jones_system(7), -16.505384)
+    sample = make_instance_sampler(
+        [task], minimum_start_fraction=0.5, runs_per_instance=2
+    )
+    (starts,) = sample(jax.random.key(0), 3)
+    assert starts.shape == (3, 2, 7, 3)
+    energy_fn = task.system.energy_fn
+    gradient = jax.vmap(jax.vmap(lambda x: jax.grad(energy_fn)(x, None)))
+    forces = np.asarray(gradient(starts))
+    largest = np.linalg.norm(forces, axis=-1).max(axis=-1)
+    # Run 0 of every instance is a local minimum, run 1 a harmonic start.
+    assert np.all(largest[:, 0] < 1e-2) and np.all(largest[:, 1] > 1e-2)
