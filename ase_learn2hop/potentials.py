@@ -156,6 +156,15 @@ def lennard_jones_length_scale(parameters: LennardJonesParameters | None) -> flo
     return 2.0 ** (1.0 / 6.0) * float(parameters.sigma)
 
 
+#: Free clusters of this many atoms or more get their Lennard-Jones squared
+#: distances from the Gram matrix, smaller ones from the displacements. One
+#: energy and gradient on one core (jax 0.10.1, benchmarks/results/lennard_jones_form.md):
+#: displacements 2.5, 3.0, 6.8, 13.1, 21.6, 30.2 us at 13, 26, 38, 55, 75, 90
+#: atoms against 3.5, 5.4, 9.0, 15.6, 25.2, 34.4 through the Gram matrix;
+#: level at 110 (49.2 against 48.3), Gram ahead at 130 (72.8 against 66.7).
+LENNARD_JONES_GRAM_MIN_ATOMS = 100
+
+
 def _lennard_jones_pair_sum(
     squared_distances: jax.Array, off_diagonal: jax.Array
 ) -> jax.Array:
@@ -218,9 +227,16 @@ def lennard_jones(geometry: Geometry = FREE) -> EnergyFn:
         return energy_fn
 
     def free_energy_fn(positions: jax.Array, parameters: Any = None) -> jax.Array:
+        n_atoms = positions.shape[0]
+        if n_atoms < LENNARD_JONES_GRAM_MIN_ATOMS:
+            # Fewer, fused kernels: one search of LJ13 to LJ75 evaluates its
+            # energy and gradient 1-3.5 us faster than through the Gram matrix.
+            displacements = positions[:, None, :] - positions[None, :, :]
+            squared_distances = jnp.sum(displacements**2, axis=-1)
+            return _lennard_jones_sum(squared_distances, n_atoms, parameters)
         # LJ needs only r^2, and |x_i - x_j|^2 = |x_i|^2 + |x_j|^2 - 2 x_i.x_j
-        # avoids the [n, n, 3] displacement tensor: 1.5-3x faster on CPU for 75+
-        # atoms and memory-light when batched. Centring first bounds the
+        # avoids the [n, n, 3] displacement tensor: faster on CPU from about
+        # 110 atoms and memory-light when batched. Centring first bounds the
         # cancellation error (~1e-16 |x|^2, i.e. ~1e-14 for LJ309).
         centred = positions - jnp.mean(positions, axis=0)
         squared_norms = jnp.sum(centred**2, axis=-1)

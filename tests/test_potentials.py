@@ -130,7 +130,9 @@ def test_lennard_jones_global_minima_equal_cambridge_cluster_database(n_atoms):
     assert energy == pytest.approx(tabulated_lennard_jones_minima()[n_atoms], abs=1e-6)
 
 
-@pytest.mark.parametrize("n_atoms, seed", [(2, 0), (13, 1), (38, 2)])
+# 147 atoms: squared distances through the Gram matrix, the others through
+# displacements (potentials.LENNARD_JONES_GRAM_MIN_ATOMS).
+@pytest.mark.parametrize("n_atoms, seed", [(2, 0), (13, 1), (38, 2), (147, 3)])
 def test_lennard_jones_matches_ase(n_atoms, seed):
     from ase import Atoms
 
