@@ -34,6 +34,7 @@ import numpy as np
 from ase_learn2hop.training.run import current_commit
 
 from ase_learn2hop import hopping_search, learned_hopping, protocols, systems
+from ase_learn2hop.benchmark import protocol
 from ase_learn2hop.benchmark import time_to_minimum_methods as methods
 from ase_learn2hop.precision import float64
 from ase_learn2hop.weights import load_weights
@@ -71,7 +72,7 @@ def first_hits(
         reference_energy = system.global_minimum
     if reference_energy is None:
         raise ValueError(f"{system.name} has no known minimum: give --reference-energy")
-    target = reference_energy * (1 - 1e-3)
+    target = protocol.global_minimum_threshold(reference_energy)
     with float64():
         search = hopping_search.hopping_start(
             weights.theta,
