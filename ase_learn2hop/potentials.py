@@ -159,9 +159,9 @@ def lennard_jones_length_scale(parameters: LennardJonesParameters | None) -> flo
 #: Free clusters of this many atoms or more get their Lennard-Jones squared
 #: distances from the Gram matrix, smaller ones from the displacements. One
 #: energy and gradient on one core (jax 0.10.1, benchmarks/results/lennard_jones_form.md):
-#: displacements 2.5, 3.0, 6.8, 13.1, 21.6, 30.2 us at 13, 26, 38, 55, 75, 90
-#: atoms against 3.5, 5.4, 9.0, 15.6, 25.2, 34.4 through the Gram matrix;
-#: level at 110 (49.2 against 48.3), Gram ahead at 130 (72.8 against 66.7).
+#: displacements 2.5, 2.7, 6.6, 13.0, 21.4, 30.0 us at 13, 26, 38, 55, 75, 90
+#: atoms against 3.4, 5.3, 8.7, 15.4, 25.2, 34.3 through the Gram matrix;
+#: level at 110 (46.9 against 48.4), Gram ahead at 130 (70.8 against 66.5).
 LENNARD_JONES_GRAM_MIN_ATOMS = 100
 
 

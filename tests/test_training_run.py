@@ -204,3 +204,12 @@ def test_instances_of_several_runs_share_the_local_minima_evenly():
     largest = np.linalg.norm(forces, axis=-1).max(axis=-1)
     # Run 0 of every instance is a local minimum, run 1 a harmonic start.
     assert np.all(largest[:, 0] < 1e-2) and np.all(largest[:, 1] > 1e-2)
+
+
+def test_paper_protocol_refuses_the_hopping_objectives():
+    from ase_learn2hop.training.run import DEFAULTS, meta_loss_from_config
+
+    for override in ({"objective": "time_to_minimum"}, {"runs_per_instance": 4}):
+        config = {**DEFAULTS, "protocol": "paper", **override}
+        with pytest.raises(SystemExit, match="hopping"):
+            meta_loss_from_config(config, [], None)

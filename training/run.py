@@ -216,6 +216,12 @@ def meta_loss_from_config(config: dict[str, Any], tasks, network):
         raise SystemExit(
             f"protocol must be 'paper' or 'hopping', got {config['protocol']!r}"
         )
+    if config["objective"] != "energy" or config["runs_per_instance"] != 1:
+        raise SystemExit(
+            "the paper's protocol has one objective (the final energy) and one "
+            "start per instance: 'objective' and 'runs_per_instance' are for "
+            "'protocol': 'hopping'"
+        )
     return make_meta_loss(tasks, network, config["horizon"], config["polish_steps"])
 
 
