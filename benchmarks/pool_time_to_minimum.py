@@ -8,6 +8,11 @@ A single start set of 96 runs moves by a third on LJ26 between starts that
 differ by rounding (README); pooling sets narrows the intervals.
 
     python benchmarks/pool_time_to_minimum.py benchmarks/results/time_to_minimum.json benchmarks/results/time_to_minimum_seed7_4290eb4/time_to_minimum.json
+
+``REPORT:METHOD`` takes only that method's runs from a report: ours from a
+run of the current search beside scipy's from an earlier run on the same
+starts (scipy's force calls on given starts do not change with our code;
+its seconds were then measured in another run).
 """
 
 from __future__ import annotations
@@ -24,12 +29,19 @@ METHODS = ("learned", "scipy_basin_hopping")
 
 def pooled_first_hits(paths) -> dict:
     """``{(system, method): (force calls, seconds)}``, the first hits of every
-    run in the reports (+inf where a run did not reach the minimum)."""
+    run in the reports (+inf where a run did not reach the minimum); a path
+    ``REPORT:METHOD`` contributes only that method's runs."""
     pool: dict = {}
     for path in paths:
+        path, _, only = str(path).partition(":")
+        if only and only not in METHODS:
+            raise SystemExit(f"{only}: not one of {', '.join(METHODS)}")
         for system in json.loads(Path(path).read_text()):
             for method in system["methods"]:
-                if method["method"] not in METHODS:
+                if method["method"] not in METHODS or only not in (
+                    "",
+                    method["method"],
+                ):
                     continue
                 calls, seconds = pool.setdefault(
                     (system["system"], method["method"]), ([], [])
@@ -44,7 +56,11 @@ def pooled_first_hits(paths) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("reports", nargs="+", help="time_to_minimum.json files")
+    parser.add_argument(
+        "reports",
+        nargs="+",
+        help="time_to_minimum.json files, or FILE:METHOD for one method's runs",
+    )
     arguments = parser.parse_args(argv)
     pool = pooled_first_hits(arguments.reports)
     for name in sorted({system for system, _ in pool}):
