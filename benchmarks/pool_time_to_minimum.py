@@ -36,12 +36,10 @@ def pooled_first_hits(paths) -> dict:
         path, _, only = str(path).partition(":")
         if only and only not in METHODS:
             raise SystemExit(f"{only}: not one of {', '.join(METHODS)}")
+        wanted = (only,) if only else METHODS
         for system in json.loads(Path(path).read_text()):
             for method in system["methods"]:
-                if method["method"] not in METHODS or only not in (
-                    "",
-                    method["method"],
-                ):
+                if method["method"] not in wanted:
                     continue
                 calls, seconds = pool.setdefault(
                     (system["system"], method["method"]), ([], [])
