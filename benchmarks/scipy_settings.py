@@ -6,7 +6,8 @@ relaxed starts (``--seed`` picks the set of starts; run i draws scipy's moves
 from seed + i, as the benchmark does), one per ``ftol,gtol`` pair (an empty
 field: scipy's default, ftol 2.2e-9 and gtol 1e-5); per setting the successes
 and the median and quartiles of the force calls at the first call within 1e-3
-relative of the global minimum (failed runs count as above the budget). Force
+relative of the global minimum (failed runs count as above the budget), and
+each run's first hit ("-": none), in the order of the starts. Force
 calls are exact, so a loaded machine changes only the wall time.
 
 Run:
@@ -86,8 +87,11 @@ def main() -> None:
         f"{arguments.force_calls} force calls or {arguments.seconds:g} s each, "
         f"success within 1e-3 relative of {system.global_minimum}\n"
     )
-    print("| ftol | gtol | successes | median force calls [q1, q3] | wall s |")
-    print("|---|---|---|---|---|")
+    print(
+        "| ftol | gtol | successes | median force calls [q1, q3] | first hits "
+        "| wall s |"
+    )
+    print("|---|---|---|---|---|---|")
     for pair in arguments.tolerances:
         ftol, gtol = (pair.split(",") + [""])[:2]
         options = {
@@ -111,7 +115,9 @@ def main() -> None:
         print(
             f"| {ftol or 'default'} | {gtol or 'default'} "
             f"| {int(np.isfinite(hits).sum())}/{len(hits)} "
-            f"| {median} [{first}, {third}] | {time.perf_counter() - started:.0f} |",
+            f"| {median} [{first}, {third}] "
+            f"| {' '.join(f'{hit:.0f}' if np.isfinite(hit) else '-' for hit in hits)} "
+            f"| {time.perf_counter() - started:.0f} |",
             flush=True,
         )
 
