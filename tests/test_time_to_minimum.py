@@ -75,7 +75,7 @@ def _scipy_replay(system, start):
         minimizer_kwargs={
             "method": "L-BFGS-B",
             "jac": True,
-            "options": dict(methods.SCIPY_QUENCH_OPTIONS),
+            "options": methods.scipy_quench_options(system.potential),
         },
         callback=lambda *_: quench_ends.append(len(energies)),
         rng=np.random.default_rng(0),

@@ -47,11 +47,11 @@ from ase_learn2hop.benchmark.time_to_minimum_methods import (
     HOPPING_CHUNK,
     LEARNED_CHUNK,
     METHODS,
-    SCIPY_QUENCH_SETTINGS,
     RunTrace,
     learned_weights,
     numpy_energy,
     relaxed_starts,
+    scipy_quench_settings,
 )
 from ase_learn2hop.descent import POLISH_STEPS
 
@@ -261,7 +261,7 @@ def run_system(
         blas_note(),
         (
             f"scipy energy and gradient: {numpy_energy(system)[1]}; scipy's "
-            f"L-BFGS-B quenches: {SCIPY_QUENCH_SETTINGS}"
+            f"L-BFGS-B quenches: {scipy_quench_settings(system.potential)}"
         ),
         (
             f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end on "
