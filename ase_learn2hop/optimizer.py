@@ -65,7 +65,7 @@ class LearnedHopOptimizer(Optimizer):
         hop_steps: learned steps per hop (default: the hop the weights were
             trained for when they were trained for hopping, e.g. 10 per atom
             for ``lj_hopping``, else `protocols.default_hop_steps`: 25
-            per atom, 10 for Gupta potentials).
+            per atom, 10 for Gupta potentials, 3 for gold with ``au55``).
         temperature: Metropolis kT of hopping (energy units; default per
             potential, `protocols.default_temperature`).
         restart_after: hops without a new lowest minimum before a free

@@ -36,13 +36,21 @@ GENERIC_TEMPERATURE = 0.2
 #: protocol: larger clusters need longer hops (LJ13 and LJ26 with the ``lj``
 #: weights, README); weights trained for hopping carry their own hop length.
 HOP_STEPS_PER_ATOM = 25
-#: The same per potential family where it was measured apart: Gupta (gold
-#: with ``au55``) hops 10 steps per atom, where 25 left half of 8 Au55
-#: searches above the global minimum after 200 000 force calls and 10 found
-#: it in all 8 (`benchmarks/results/hop_length_au55.md`); on Pd19Pt19
-#: (``bimetallic``) 10 reached the lowest known energy in 4 of 8 searches
-#: within 400 000 calls and 25 in none (`hop_length_pdpt38.md`).
+#: The same per potential family where it was measured apart: Gupta hops 10
+#: steps per atom. On Pd19Pt19 (``bimetallic``) 10 reached the lowest known
+#: energy in 4 of 8 searches within 400 000 calls and 25 in none
+#: (`benchmarks/results/hop_length_pdpt38.md`; 5 per atom: none of 8, 10: 2
+#: of 8 with restarts after 25, `hop_length_gold.md`).
 HOP_STEPS_PER_ATOM_BY_POTENTIAL = {"gupta": 10}
+#: The same per shipped weights (manifest ``name``), before the potential's:
+#: gold with ``au55`` hops 3 steps per atom. On two sets of 24 Au55 starts
+#: (200 000 calls each, restarts after 25) 3 per atom found the minimum in
+#: 48 of 48 searches with medians of 16 950 and 30 954 calls, 5 per atom in
+#: 46 (18 676, 32 830), 10 per atom in 44 (28 717, 61 523) and 2 per atom,
+#: on one set, 24 of 24 (45 067) (`benchmarks/results/hop_length_gold.md`;
+#: 25 per atom left half of 8 searches above the minimum,
+#: `hop_length_au55.md`).
+HOP_STEPS_PER_ATOM_BY_WEIGHTS = {"au55": 3}
 #: Hops without a new lowest minimum after which a free cluster restarts from
 #: a new random structure (`learned_hopping.HoppingConfig.restart_after`): on
 #: LJ38 a third of the searches stay in the icosahedral funnel for the whole
@@ -54,11 +62,17 @@ HOP_STEPS_PER_ATOM_BY_POTENTIAL = {"gupta": 10}
 RESTART_AFTER_HOPS = 25
 
 
-def default_hop_steps(n_atoms: int, potential: str | None = None) -> int:
+def default_hop_steps(
+    n_atoms: int, potential: str | None = None, weights_name: str | None = None
+) -> int:
     """Learned steps per hop of weights trained on the paper's protocol: the
-    potential family's `HOP_STEPS_PER_ATOM_BY_POTENTIAL`, else
-    `HOP_STEPS_PER_ATOM`, times the number of atoms."""
-    per_atom = HOP_STEPS_PER_ATOM_BY_POTENTIAL.get(potential, HOP_STEPS_PER_ATOM)
+    weights' `HOP_STEPS_PER_ATOM_BY_WEIGHTS`, else the potential family's
+    `HOP_STEPS_PER_ATOM_BY_POTENTIAL`, else `HOP_STEPS_PER_ATOM`, times the
+    number of atoms."""
+    per_atom = HOP_STEPS_PER_ATOM_BY_WEIGHTS.get(
+        weights_name,
+        HOP_STEPS_PER_ATOM_BY_POTENTIAL.get(potential, HOP_STEPS_PER_ATOM),
+    )
     return per_atom * int(n_atoms)
 
 
@@ -119,7 +133,9 @@ def hopping_config(
                 {**training, "horizon": weights.horizon}, n_atoms
             )
         else:
-            hop_steps = default_hop_steps(n_atoms, potential)
+            hop_steps = default_hop_steps(
+                n_atoms, potential, weights.manifest.get("name")
+            )
     hop_steps = check_count(hop_steps, "hop_steps")
     if hop_steps < 1:
         raise ValueError("hop_steps must be at least 1")

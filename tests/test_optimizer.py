@@ -221,7 +221,8 @@ def test_bimetallic_species_reach_the_features(weights):
     assert sorted(set(np.asarray(optimizer.context.species))) == [0, 1]
     optimizer.run(steps=10)
     # Weights trained for the paper's protocol hop 10 steps per atom on Gupta
-    # potentials and 25 elsewhere (protocols.HOP_STEPS_PER_ATOM_BY_POTENTIAL).
+    # potentials and 25 elsewhere (protocols.HOP_STEPS_PER_ATOM_BY_POTENTIAL)
+    # unless their own length was measured (HOP_STEPS_PER_ATOM_BY_WEIGHTS).
     assert optimizer.hopping.hop_steps == 10 * 6
     assert (
         LearnedHopOptimizer(lj_cluster(), weights=weights).hopping.hop_steps == 25 * 7
@@ -296,8 +297,15 @@ def test_shipped_weights_are_picked_by_system(name, protocol, expected):
     if protocol == "hopping":
         # Hops as long as the weights were trained for: 10 learned steps per
         # atom for lj_hopping; weights of the paper's protocol 25 per atom, 10
-        # on Gupta potentials (gold and the bimetallic clusters).
-        per_atom = 10 if expected == "lj_hopping" or system.potential == "gupta" else 25
+        # on Gupta potentials (the bimetallic clusters), 3 for gold with au55
+        # (protocols.HOP_STEPS_PER_ATOM_BY_WEIGHTS).
+        per_atom = (
+            3
+            if expected == "au55"
+            else 10
+            if expected == "lj_hopping" or system.potential == "gupta"
+            else 25
+        )
         assert optimizer.hopping.hop_steps == per_atom * system.n_atoms
     manifest = optimizer.weights.manifest
     for key in ("systems", "commit", "horizon", "training", "command"):
