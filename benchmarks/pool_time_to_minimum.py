@@ -1,6 +1,7 @@
 """Time-to-minimum runs of several start sets pooled: per system, our learned
 basin hopping against scipy's basin hopping over all the runs of the given
-reports, with the report's own statistics (`censored_statistics.quartiles`
+reports (median [quartiles], successes, ratio of medians), with the report's
+own statistics (`censored_statistics.quartiles`
 and `median_ratio`: censored runs count as above the budget, percentile
 bootstrap of the ratio of medians).
 
@@ -66,10 +67,14 @@ def main(argv=None) -> None:
         for index, unit in ((0, "force calls"), (1, "seconds")):
             ratio, low, high = median_ratio(ours[index], scipy[index])
             successes = [sum(map(math.isfinite, runs[index])) for runs in (ours, scipy)]
+            ours_median, scipy_median = (
+                "{:.4g} [{:.4g}, {:.4g}]".format(*quartiles(runs[index]))
+                for runs in (ours, scipy)
+            )
             print(
-                f"{name} {unit}: ours {quartiles(ours[index])[0]:.4g} "
+                f"{name} {unit}: ours {ours_median} "
                 f"({successes[0]}/{len(ours[index])}), scipy "
-                f"{quartiles(scipy[index])[0]:.4g} ({successes[1]}/"
+                f"{scipy_median} ({successes[1]}/"
                 f"{len(scipy[index])}), ratio {ratio:.2f} [{low:.2f}, {high:.2f}]"
             )
 
