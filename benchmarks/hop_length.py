@@ -93,6 +93,12 @@ def first_hits(
     return hits, hopping
 
 
+def listed_first_hits(hits: np.ndarray) -> str:
+    """Each run's first hit in force calls, in the order of the starts ("-":
+    none within the budget), as the tables' "first hits" column."""
+    return " ".join("-" if np.isinf(hit) else str(int(hit)) for hit in hits)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="lj55")
@@ -180,13 +186,12 @@ def main() -> None:
             f"{value:.0f}" if np.isfinite(value) else f"> {arguments.force_calls}"
             for value in quantiles
         )
-        listed = " ".join("-" if np.isinf(hit) else str(int(hit)) for hit in hits)
         print(
             f"| {weights or 'default'} | {hopping.hop_steps} | {hopping.temperature:g} "
             f"| {hopping.quench_fmax:g} | {hopping.restart_after} "
             f"| {int(np.isfinite(hits).sum())}/{len(hits)} "
             f"| {median} [{first_quartile}, {third_quartile}] "
-            f"| {listed} | {seconds:.0f} |",
+            f"| {listed_first_hits(hits)} | {seconds:.0f} |",
             flush=True,
         )
 

@@ -29,6 +29,7 @@ import time
 import jax
 import numpy as np
 from ase_learn2hop.training.run import current_commit
+from hop_length import listed_first_hits
 
 from ase_learn2hop import systems
 from ase_learn2hop.benchmark import time_to_minimum_methods as methods
@@ -116,7 +117,7 @@ def main() -> None:
             f"| {ftol or 'default'} | {gtol or 'default'} "
             f"| {int(np.isfinite(hits).sum())}/{len(hits)} "
             f"| {median} [{first}, {third}] "
-            f"| {' '.join(f'{hit:.0f}' if np.isfinite(hit) else '-' for hit in hits)} "
+            f"| {listed_first_hits(hits)} "
             f"| {time.perf_counter() - started:.0f} |",
             flush=True,
         )

@@ -299,12 +299,8 @@ def test_shipped_weights_are_picked_by_system(name, protocol, expected):
         # atom for lj_hopping; weights of the paper's protocol 25 per atom, 10
         # on Gupta potentials (the bimetallic clusters), 3 for gold with au55
         # (protocols.HOP_STEPS_PER_ATOM_BY_WEIGHTS).
-        per_atom = (
-            3
-            if expected == "au55"
-            else 10
-            if expected == "lj_hopping" or system.potential == "gupta"
-            else 25
+        per_atom = {"au55": 3, "lj_hopping": 10}.get(
+            expected, 10 if system.potential == "gupta" else 25
         )
         assert optimizer.hopping.hop_steps == per_atom * system.n_atoms
     manifest = optimizer.weights.manifest
