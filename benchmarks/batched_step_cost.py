@@ -5,7 +5,9 @@ n_starts=K)``, the benchmark's batches) on the batched driver, shipped weights,
 float64 energies, all pairs. Per system (LJ13, LJ38, Au55 by default):
 
 - hopping: the product's default search (learned basin hopping: learned hops,
-  L-BFGS quenches, Metropolis, restarts; and again without restarts),
+  L-BFGS quenches, Metropolis, restarts; and again without restarts,
+  without each hop's random frame and without the quench's L-BFGS
+  recursion: under ``vmap`` every start computes all three at every step),
   ``hopping_search.hopping_advance``, µs per structure and force call;
 - paper: the paper's protocol (H learned steps, then the 1000-step polish),
   ``cycles.cycles_advance`` over whole cycles, µs per structure and learned
@@ -47,6 +49,8 @@ from ase_learn2hop.precision import floating_as
 DEFAULT_SYSTEMS = ("lj13", "lj38", "au55")
 #: Timed steps per chunk of the whole search.
 SEARCH_STEPS = 1000
+#: Rounds over the whole search's variants (`measure`).
+ROUNDS = 2
 #: Calls per timed scan of a part.
 PART_CALLS = 200
 
@@ -80,6 +84,35 @@ def _radial_features_replaced_by_zeros():
     finally:
         features.radial_symmetry_features = original
         fresh_traces()
+
+
+@contextlib.contextmanager
+def _quench_recursion_removed():
+    """Every search traced inside takes the quench's direction as the
+    gradient itself (optax's L-BFGS state kept, its two-loop recursion not
+    run), so that the recursion's share of a step can be timed: under
+    ``vmap`` every start runs it at every step, hopping or quenching."""
+    import optax
+
+    from ase_learn2hop import learned_hopping, quench
+
+    original = quench._lbfgs
+
+    def without_recursion(memory):
+        lbfgs = original(memory)
+        return optax.GradientTransformation(
+            lbfgs.init, lambda gradient, state, params=None: (gradient, state)
+        )
+
+    quench._lbfgs = without_recursion
+    jax.clear_caches()
+    learned_hopping.learned_hopping.cache_clear()
+    try:
+        yield
+    finally:
+        quench._lbfgs = original
+        jax.clear_caches()
+        learned_hopping.learned_hopping.cache_clear()
 
 
 def _part_seconds(step, carry, batch: int, repeats: int) -> float:
@@ -146,11 +179,24 @@ def measure(name: str, batch: int, repeats: int) -> dict:
             repeats,
         )
 
-    hopping_seconds = time_hopping()
-    # Under vmap every start draws a restart's new cluster at every step.
-    no_restart_seconds = time_hopping(hopping._replace(restart_after=0))
-    with _radial_features_replaced_by_zeros():
-        no_radial_seconds = time_hopping()
+    # The parts are differences from the whole search, a microsecond or two
+    # where one timing moves by 10-20% on this shared machine: every variant
+    # is timed in each of `ROUNDS` rounds, in turn, and keeps its fastest.
+    variants = {
+        "hopping": (hopping, contextlib.nullcontext),
+        # Under vmap every start draws a restart's new cluster at every step,
+        "no_restart": (hopping._replace(restart_after=0), contextlib.nullcontext),
+        # ... and a random frame, drawn and applied, for the hop it may begin,
+        "no_frame": (hopping._replace(reorient=False), contextlib.nullcontext),
+        # ... and the quench's L-BFGS recursion.
+        "no_recursion": (hopping, _quench_recursion_removed),
+        "no_radial": (hopping, _radial_features_replaced_by_zeros),
+    }
+    seconds = dict.fromkeys(variants, np.inf)
+    for _ in range(ROUNDS):
+        for variant, (settings, replaced) in variants.items():
+            with replaced():
+                seconds[variant] = min(seconds[variant], time_hopping(settings))
     cycle = weights.horizon
 
     def advance_cycles(search, steps):
@@ -219,11 +265,13 @@ def measure(name: str, batch: int, repeats: int) -> dict:
         "batch": batch,
         "hop_steps": hopping.hop_steps,
         "horizon": cycle,
-        "hopping_us": hopping_seconds * 1e6,
-        "no_restart_us": no_restart_seconds * 1e6,
+        "hopping_us": seconds["hopping"] * 1e6,
+        "no_restart_us": seconds["no_restart"] * 1e6,
+        "no_frame_us": seconds["no_frame"] * 1e6,
+        "no_recursion_us": seconds["no_recursion"] * 1e6,
         "paper_us": paper_seconds * 1e6,
         "energy_gradient_us": energy_seconds * 1e6,
-        "no_radial_us": no_radial_seconds * 1e6,
+        "no_radial_us": seconds["no_radial"] * 1e6,
         "network_us": network_seconds * 1e6,
         "update_kflops": flops / 1e3,
     }
@@ -233,17 +281,20 @@ def table(rows: list[dict]) -> str:
     lines = [
         (
             "| system | starts | whole search, hopping (µs) | hopping without "
-            "restarts (µs) | whole search, paper "
+            "restarts (µs) | random frames in the hopping search (µs) | "
+            "L-BFGS recursion in the hopping search (µs) | whole search, paper "
             "protocol, polish amortised (µs) | radial features in the hopping "
             "search (µs) | energy+grad alone (µs) | network alone (µs) | learned "
             "update (kflop) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['system']} | {row['batch']} | {row['hopping_us']:.3g} "
             f"| {row['no_restart_us']:.3g} "
+            f"| {row['hopping_us'] - row['no_frame_us']:.3g} "
+            f"| {row['hopping_us'] - row['no_recursion_us']:.3g} "
             f"| {row['paper_us']:.3g} "
             f"| {row['hopping_us'] - row['no_radial_us']:.3g} "
             f"| {row['energy_gradient_us']:.3g} "
