@@ -60,11 +60,20 @@ def _as_float32(tree):
     return floating_as(tree, jnp.float32)
 
 
+def _fresh_traces():
+    """Forget every compiled search, so that the next is traced with the
+    functions patched in (or back) now."""
+    from ase_learn2hop import learned_hopping
+
+    jax.clear_caches()
+    learned_hopping.learned_hopping.cache_clear()
+
+
 @contextlib.contextmanager
 def _radial_features_replaced_by_zeros():
     """Every search traced inside computes zeros for the radial features (of
     the same shape), so that their share of a step can be timed."""
-    from ase_learn2hop import features, learned_hopping
+    from ase_learn2hop import features
 
     original = features.radial_symmetry_features
 
@@ -73,17 +82,13 @@ def _radial_features_replaced_by_zeros():
             (positions.shape[0], 2 * len(features.RADIAL_ETAS)), positions.dtype
         )
 
-    def fresh_traces():
-        jax.clear_caches()
-        learned_hopping.learned_hopping.cache_clear()
-
     features.radial_symmetry_features = zeros
-    fresh_traces()
+    _fresh_traces()
     try:
         yield
     finally:
         features.radial_symmetry_features = original
-        fresh_traces()
+        _fresh_traces()
 
 
 @contextlib.contextmanager
@@ -94,7 +99,7 @@ def _quench_recursion_removed():
     ``vmap`` every start runs it at every step, hopping or quenching."""
     import optax
 
-    from ase_learn2hop import learned_hopping, quench
+    from ase_learn2hop import quench
 
     original = quench._lbfgs
 
@@ -105,14 +110,12 @@ def _quench_recursion_removed():
         )
 
     quench._lbfgs = without_recursion
-    jax.clear_caches()
-    learned_hopping.learned_hopping.cache_clear()
+    _fresh_traces()
     try:
         yield
     finally:
         quench._lbfgs = original
-        jax.clear_caches()
-        learned_hopping.learned_hopping.cache_clear()
+        _fresh_traces()
 
 
 def _part_seconds(step, carry, batch: int, repeats: int) -> float:
