@@ -41,8 +41,10 @@ elif keep == "all":
 if os.environ.get("REORIENT", "1") == "0":
     from ase_learn2hop import protocols
 
-    _hc = protocols.hopping_config
-    protocols.hopping_config = lambda *a, **k: _hc(*a, **k)._replace(reorient=False)
+    shipped_hopping_config = protocols.hopping_config
+    protocols.hopping_config = lambda *args, **kwargs: shipped_hopping_config(
+        *args, **kwargs
+    )._replace(reorient=False)
 print(f"# KEEP={keep} REORIENT={os.environ.get('REORIENT', '1')}", flush=True)
 sys.argv = ["hop_length.py"] + sys.argv[1:]
 runpy.run_path("benchmarks/hop_length.py", run_name="__main__")
