@@ -92,6 +92,8 @@ OVERRIDABLE = (
     "sigma",
     "learning_rate",
     "budget",
+    "runs_per_instance",
+    "validation_starts",
 )
 
 

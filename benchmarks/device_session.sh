@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One lent GPU session (issues 12 and 13), run from the repository root by the
+# device tool with `.whl`, `.git` and `.l2hcache` carried:
+#   1. structure-steps per second of the default search on 1000 and 10 000
+#      LJ38 starts (benchmarks/search_throughput.py);
+#   2. meta-training for time to the minimum (lj13_hopping_time_gpu) until
+#      DEADLINE_S seconds after the start, then its best theta exported from
+#      the last checkpoint.
+# Everything it prints and writes goes to $OUT (log.txt, run.tgz).
+# SMALL=1 shrinks every size for a dry run on a CPU.
+set -u
+started=$(date +%s)
+OUT=${OUT:-/tmp/device_out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+export PYTHONUNBUFFERED=1 LEARN2HOP_CACHE=$PWD/.l2hcache
+# The network's float32 matrix products as on a CPU, not in TF32.
+export JAX_DEFAULT_MATMUL_PRECISION=highest
+DEADLINE_S=${DEADLINE_S:-480}
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+  python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+fi
+git config --global --add safe.directory "$PWD"
+git log --oneline -1
+git status --short --untracked-files=no
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
+python3 -c "import jax, ase, jax_md; print('jax', jax.__version__, jax.devices())" || exit 1
+
+if [ "${SMALL:-0}" = 1 ]; then
+  throughput=(--starts 8 --steps 20 --repeats 1)
+  training=(--population 2 --runs-per-instance 2 --validation-starts 1)
+else
+  throughput=(--starts 1000 10000 --steps 200 --repeats 3)
+  training=()
+fi
+echo "== search throughput, $(( $(date +%s) - started )) s in"
+timeout 170 python3 benchmarks/search_throughput.py --systems lj38 "${throughput[@]}"
+
+left=$(( DEADLINE_S - ($(date +%s) - started) ))
+echo "== training, $(( $(date +%s) - started )) s in, $left s left"
+timeout --signal=INT "$left" python3 -m ase_learn2hop.training lj13_hopping_time_gpu \
+  --out runs/lj_hopping_time_gpu --quiet "${training[@]}"
+echo "== training stopped (exit $?), $(( $(date +%s) - started )) s in"
+tail -n 40 runs/lj_hopping_time_gpu/metrics.jsonl
+if [ ! -f runs/lj_hopping_time_gpu/lj_hopping_time.json ]; then
+  learn2hop export runs/lj_hopping_time_gpu
+fi
+tar czf "$OUT/run.tgz" runs/lj_hopping_time_gpu
+echo "== done, $(( $(date +%s) - started )) s in"

@@ -1,0 +1,125 @@
+"""Structure-steps per second of the batched default search, by batch size (issue 12).
+
+The product's default search (learned basin hopping,
+``LearnedHopOptimizer(atoms, n_starts=K)``'s engine: ``hopping_search``) on
+K starts at once, shipped weights, float64 energies, all pairs. For each
+system and batch size it reports the first chunk's seconds (compile and
+run), then the best of ``--repeats`` further chunks as structure-steps
+(force calls) per second and µs per structure-step, and the device's peak
+memory where the backend reports it. Runs unchanged on CPU and GPU; issue 12
+asks for 10 000 LJ38 starts on a GPU.
+
+Run:
+
+    python benchmarks/search_throughput.py --systems lj38 --starts 1000 10000 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ase_learn2hop.training.run import current_commit
+
+
+def measure(name: str, batch: int, steps: int, repeats: int) -> dict:
+    """One system at one batch size: ``{"compile_and_first_s", "us_per_step",
+    "steps_per_second", "peak_memory_mb", ...}``."""
+    from ase_learn2hop import hopping_search, systems
+    from ase_learn2hop.benchmark.time_to_minimum_methods import learned_weights
+    from ase_learn2hop.protocols import hopping_config
+
+    system = systems.system_from_name(name)
+    weights = learned_weights(system)
+    starts = jnp.asarray(
+        systems.starting_structures(jax.random.key(0), system, batch), jnp.float64
+    )
+    hopping = hopping_config(weights, system, True, None, None, system.n_atoms)
+    search = hopping_search.hopping_start(
+        weights.theta,
+        weights.config,
+        system.energy_fn,
+        starts,
+        system.context,
+        system.potential_parameters,
+        hopping=hopping,
+        key=jax.random.key(1),
+    )
+
+    def advance(search):
+        # hopping_advance returns its records as NumPy arrays: the chunk is done.
+        return hopping_search.hopping_advance(search, steps, chunk_steps=steps)[0]
+
+    started = time.perf_counter()
+    search = advance(search)
+    first = time.perf_counter() - started
+    best = np.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        search = advance(search)
+        best = min(best, time.perf_counter() - started)
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return {
+        "system": name,
+        "starts": batch,
+        "compile_and_first_s": first,
+        "us_per_step": best / (steps * batch) * 1e6,
+        "steps_per_second": steps * batch / best,
+        "peak_memory_mb": None if peak is None else peak / 2**20,
+        "best_energy": float(np.min(np.asarray(search.carry.best_energy))),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| system | starts | compile + first chunk (s) | structure-steps per s "
+        "| µs per structure-step | peak device memory (MB) | lowest energy found |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        memory = row["peak_memory_mb"]
+        lines.append(
+            f"| {row['system']} | {row['starts']} "
+            f"| {row['compile_and_first_s']:.1f} "
+            f"| {row['steps_per_second']:.3g} | {row['us_per_step']:.3g} "
+            f"| {'-' if memory is None else f'{memory:.0f}'} "
+            f"| {row['best_energy']:.6f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    jax.config.update("jax_enable_x64", True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="+", default=["lj38"])
+    parser.add_argument("--starts", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--steps", type=int, default=200, help="steps per chunk")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    for name in args.systems:
+        for batch in args.starts:
+            row = measure(name, batch, args.steps, args.repeats)
+            print(row, flush=True)
+            rows.append(row)
+    device = jax.devices()[0]
+    print(
+        f"$ python benchmarks/search_throughput.py --systems {' '.join(args.systems)} "
+        f"--starts {' '.join(map(str, args.starts))} --steps {args.steps}\n"
+        f"{getattr(device, 'device_kind', device.platform)} "
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
+        f"jax {jax.__version__} on {jax.default_backend()}, code {current_commit()}; "
+        "shipped weights, float64 energies, network and features float32, "
+        f"best of {args.repeats} chunks of {args.steps} steps\n\n" + table(rows)
+    )
+
+
+if __name__ == "__main__":
+    main()
