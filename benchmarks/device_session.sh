@@ -16,7 +16,7 @@ exec > >(tee "$OUT/log.txt") 2>&1
 export PYTHONUNBUFFERED=1 LEARN2HOP_CACHE=$PWD/.l2hcache
 # The network's float32 matrix products as on a CPU, not in TF32.
 export JAX_DEFAULT_MATMUL_PRECISION=highest
-DEADLINE_S=${DEADLINE_S:-480}
+DEADLINE_S=${DEADLINE_S:-520}
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -46,7 +46,7 @@ timeout --signal=INT "$left" python3 -m ase_learn2hop.training lj13_hopping_time
 echo "== training stopped (exit $?), $(( $(date +%s) - started )) s in"
 tail -n 40 runs/lj_hopping_time_gpu/metrics.jsonl
 if [ ! -f runs/lj_hopping_time_gpu/lj_hopping_time.json ]; then
-  learn2hop export runs/lj_hopping_time_gpu
+  python3 -m ase_learn2hop.cli export runs/lj_hopping_time_gpu
 fi
 tar czf "$OUT/run.tgz" runs/lj_hopping_time_gpu
 echo "== done, $(( $(date +%s) - started )) s in"
