@@ -21,9 +21,17 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site
-  python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+  if ! python3 -m pip install -q --no-deps --no-build-isolation -e .; then
+    # The installed layout without an install: training/ and pretrained/
+    # inside the package, as pyproject's package-dir maps them.
+    ln -sfn ../training ase_learn2hop/training
+    ln -sfn ../pretrained ase_learn2hop/pretrained
+    export PYTHONPATH=$PWD:/tmp/site
+  fi
 fi
 git config --global --add safe.directory "$PWD"
+# The copied tree may lose executable bits: they are not changes to the code.
+git config core.fileMode false
 git log --oneline -1
 git status --short --untracked-files=no
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
