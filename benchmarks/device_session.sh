@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One lent GPU session (issues 12 and 13), run from the repository root by the
-# device tool with `.whl`, `.git` and `.l2hcache` carried:
+# device tool with `.whl`, `.gitcarry` (a copy of .git) and `.l2hcache` carried:
 #   1. structure-steps per second of the default search on 1000 and 10 000
 #      LJ38 starts (benchmarks/search_throughput.py);
 #   2. meta-training for time to the minimum (lj13_hopping_time_gpu) until
@@ -29,6 +29,9 @@ if [ -d .whl ]; then
     export PYTHONPATH=$PWD:/tmp/site
   fi
 fi
+# The device tool carries no .git: a copy travels as .gitcarry, so that the
+# weights' manifest names the commit that trained them.
+if [ ! -d .git ] && [ -d .gitcarry ]; then cp -r .gitcarry .git; fi
 git config --global --add safe.directory "$PWD"
 # The copied tree may lose executable bits: they are not changes to the code.
 git config core.fileMode false
