@@ -73,8 +73,9 @@ class LearnedHopOptimizer(Optimizer):
             `protocols.RESTART_AFTER_HOPS`; 0 never).
         weights: a `weights.LearnedWeights`, a shipped name (``"lj"``) or a
             path to a weight manifest; ``None`` picks the shipped weights that
-            fit the system and the protocol (``lj_hopping`` for Lennard-Jones
-            hopping, ``lj`` for its paper protocol).
+            fit the system and the protocol (``lj_hopping_time`` for
+            Lennard-Jones hopping up to 26 atoms, ``lj_hopping`` above,
+            ``lj`` for the paper protocol).
         restart: file the search state is written to at every chunk; an
             existing one is read back, and the run continues where it stopped.
         logfile: ``"-"`` for stdout, a path, a file object, or ``None``.

@@ -233,8 +233,13 @@ DEFAULT_WEIGHTS = {
 #: Weights trained for learned basin hopping (``protocol="hopping"``, the
 #: default search), preferred by that protocol before `DEFAULT_WEIGHTS`.
 DEFAULT_HOPPING_WEIGHTS = {
-    "lj": ("lj_hopping",),
+    "lj": ("lj_hopping_time", "lj_hopping"),
 }
+#: Default weights picked only for systems of at most this many atoms.
+#: ``lj_hopping_time`` (trained on LJ13 for time to the global minimum) needs
+#: fewer force calls than ``lj_hopping`` on LJ13 and LJ26, and more on LJ38
+#: and LJ55 (README, "Time to the global minimum"; pretrained/README.md).
+DEFAULT_UP_TO_ATOMS = {"lj_hopping_time": 26}
 
 
 class NoSuitableWeightsError(ValueError):
@@ -254,22 +259,34 @@ def weights_fit(weights: LearnedWeights, system_name: str, n_species: int) -> st
 
 
 def default_weights_for(
-    family: str, potential: str, system_name: str, protocol: str = "paper"
+    family: str,
+    potential: str,
+    system_name: str,
+    protocol: str = "paper",
+    n_atoms: int | None = None,
 ) -> LearnedWeights:
-    """The shipped weights that fit a system, or a clear error.
+    """The shipped weights that fit a system of ``n_atoms`` atoms, or a clear
+    error.
 
     Lennard-Jones clusters get ``lj`` (else ``lj13``), gold ``au55``, silver-gold
     ``agau``, other bimetallic clusters ``bimetallic``, silicon ``si64``; with
     ``protocol="hopping"`` weights trained for hopping come first
-    (`DEFAULT_HOPPING_WEIGHTS`: ``lj_hopping`` for Lennard-Jones).
+    (`DEFAULT_HOPPING_WEIGHTS`: ``lj_hopping_time`` for Lennard-Jones clusters
+    of up to 26 atoms, `DEFAULT_UP_TO_ATOMS`, else ``lj_hopping``). Without
+    ``n_atoms``, weights bounded by size are passed over.
     """
 
     def by_system(table):
         return table.get(family, table.get(potential, ()))
 
+    def fits_size(name):
+        bound = DEFAULT_UP_TO_ATOMS.get(name)
+        return bound is None or (n_atoms is not None and n_atoms <= bound)
+
     candidates = by_system(DEFAULT_WEIGHTS)
     if protocol == "hopping":
         candidates = by_system(DEFAULT_HOPPING_WEIGHTS) + candidates
+    candidates = tuple(name for name in candidates if fits_size(name))
     available = available_pretrained()
     for name in candidates:
         if name in available:
@@ -288,16 +305,17 @@ def resolve_weights(
     system_name: str,
     n_species: int,
     protocol: str = "paper",
+    n_atoms: int | None = None,
 ) -> LearnedWeights:
     """Loaded weights (given, by name or path, or the shipped default for the
-    search ``protocol``) that fit.
+    search ``protocol`` and a system of ``n_atoms`` atoms) that fit.
 
     Raises:
         NoSuitableWeightsError: none fit.
         WeightFileError: a named weight file cannot be read.
     """
     if weights is None:
-        weights = default_weights_for(family, potential, system_name, protocol)
+        weights = default_weights_for(family, potential, system_name, protocol, n_atoms)
     elif not isinstance(weights, LearnedWeights):
         weights = load_weights(weights)
     reason = weights_fit(weights, system_name, n_species)
@@ -322,5 +340,11 @@ def weights_for(system, weights, species, protocol: str = "paper") -> LearnedWei
             )
         return resolve_weights(weights, "", "", "this system", n_species)
     return resolve_weights(
-        weights, system.family, system.potential, system.name, n_species, protocol
+        weights,
+        system.family,
+        system.potential,
+        system.name,
+        n_species,
+        protocol,
+        system.n_atoms,
     )

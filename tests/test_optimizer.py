@@ -270,9 +270,12 @@ def test_weights_from_a_file(tmp_path):
 
 
 #: The shipped weights LearnedHopOptimizer picks with ``weights=None``, by
-#: system and protocol: Lennard-Jones hops with the weights trained for hopping.
+#: system and protocol: Lennard-Jones hops with the weights trained for hopping,
+#: those trained for time to the minimum up to 26 atoms.
 SHIPPED_WEIGHTS_BY_SYSTEM = [
-    ("lj13", "hopping", "lj_hopping"),
+    ("lj13", "hopping", "lj_hopping_time"),
+    ("lj26", "hopping", "lj_hopping_time"),
+    ("lj27", "hopping", "lj_hopping"),
     ("lj60", "hopping", "lj_hopping"),
     ("lj13", "paper", "lj"),
     ("lj60", "paper", "lj"),
@@ -296,10 +299,10 @@ def test_shipped_weights_are_picked_by_system(name, protocol, expected):
     assert optimizer.weights.name == expected
     if protocol == "hopping":
         # Hops as long as the weights were trained for: 10 learned steps per
-        # atom for lj_hopping; weights of the paper's protocol 25 per atom, 10
-        # on Gupta potentials (the bimetallic clusters), 3 for gold with au55
-        # (protocols.HOP_STEPS_PER_ATOM_BY_WEIGHTS).
-        per_atom = {"au55": 3, "lj_hopping": 10}.get(
+        # atom for lj_hopping and lj_hopping_time; weights of the paper's
+        # protocol 25 per atom, 10 on Gupta potentials (the bimetallic
+        # clusters), 3 for gold with au55 (protocols.HOP_STEPS_PER_ATOM_BY_WEIGHTS).
+        per_atom = {"au55": 3, "lj_hopping": 10, "lj_hopping_time": 10}.get(
             expected, 10 if system.potential == "gupta" else 25
         )
         assert optimizer.hopping.hop_steps == per_atom * system.n_atoms

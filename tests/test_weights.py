@@ -91,3 +91,17 @@ def test_foreign_json_is_refused(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(WeightFileError, match="not an ase_learn2hop weight manifest"):
         load_weights(tmp_path / "other.json")
+
+
+def test_weights_bounded_by_size_are_picked_only_when_the_size_is_known():
+    """lj_hopping_time is the hopping default up to 26 atoms; a caller that
+    does not say the size gets the weights for every size."""
+    from ase_learn2hop.weights import default_weights_for
+
+    def picked(n_atoms):
+        return default_weights_for("lj", "lj", "LJ", "hopping", n_atoms).name
+
+    assert picked(26) == "lj_hopping_time"
+    assert picked(27) == "lj_hopping"
+    assert picked(None) == "lj_hopping"
+    assert default_weights_for("lj", "lj", "LJ", "paper", 13).name == "lj"

@@ -240,14 +240,19 @@ def learned_weights(
     search ``protocol`` (loaded once per system)."""
     n_species = len(np.unique(np.asarray(system.context.species)))
     return _shipped_weights(
-        system.family, system.potential, system.name, n_species, protocol
+        system.family,
+        system.potential,
+        system.name,
+        n_species,
+        protocol,
+        system.n_atoms,
     )
 
 
 @functools.cache
-def _shipped_weights(family, potential, name, n_species, protocol):
+def _shipped_weights(family, potential, name, n_species, protocol, n_atoms):
     return weight_files.resolve_weights(
-        None, family, potential, name, n_species, protocol
+        None, family, potential, name, n_species, protocol, n_atoms
     )
 
 
