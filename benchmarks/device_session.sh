@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # One lent GPU session (issues 12 and 13), run from the repository root by the
-# device tool with `.whl`, `.gitcarry` (a copy of .git) and `.l2hcache` carried:
+# device tool with three ignored folders carried: `.whl` (wheels the GPU image
+# lacks: ase, jax-md and jax-md's own needs), `.gitcarry` (`rm -rf .gitcarry &&
+# cp -r .git .gitcarry` after the last commit) and `.l2hcache` (the Adam
+# reference energies of ~/.cache/ase_learn2hop):
 #   1. structure-steps per second of the default search on 1000 and 10 000
 #      LJ38 starts (benchmarks/search_throughput.py);
-#   2. meta-training for time to the minimum (lj13_hopping_time_gpu) until
+#   2. meta-training (CONFIG, default lj13_hopping_time_gpu) until
 #      DEADLINE_S seconds after the start, then its best theta exported from
-#      the last checkpoint.
+#      the last checkpoint (runs/CONFIG).
 # Everything it prints and writes goes to $OUT (log.txt, run.tgz).
 # SMALL=1 shrinks every size for a dry run on a CPU.
 set -u
@@ -17,6 +20,8 @@ export PYTHONUNBUFFERED=1 LEARN2HOP_CACHE=$PWD/.l2hcache
 # The network's float32 matrix products as on a CPU, not in TF32.
 export JAX_DEFAULT_MATMUL_PRECISION=highest
 DEADLINE_S=${DEADLINE_S:-520}
+CONFIG=${CONFIG:-lj13_hopping_time_gpu}
+RUN=runs/$CONFIG
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -29,9 +34,10 @@ if [ -d .whl ]; then
     export PYTHONPATH=$PWD:/tmp/site
   fi
 fi
-# The device tool carries no .git: a copy travels as .gitcarry, so that the
-# weights' manifest names the commit that trained them.
-if [ ! -d .git ] && [ -d .gitcarry ]; then cp -r .gitcarry .git; fi
+# The device tool copies the .git of the session's start, not of the tree it
+# sends: a copy of the current one travels as .gitcarry, so that the weights'
+# manifest names the commit that trained them.
+if [ -d .gitcarry ]; then export GIT_DIR=$PWD/.gitcarry GIT_WORK_TREE=$PWD; fi
 git config --global --add safe.directory "$PWD"
 # The copied tree may lose executable bits: they are not changes to the code.
 git config core.fileMode false
@@ -52,12 +58,13 @@ timeout 170 python3 benchmarks/search_throughput.py --systems lj38 "${throughput
 
 left=$(( DEADLINE_S - ($(date +%s) - started) ))
 echo "== training, $(( $(date +%s) - started )) s in, $left s left"
-timeout --signal=INT "$left" python3 -m ase_learn2hop.training lj13_hopping_time_gpu \
-  --out runs/lj_hopping_time_gpu --quiet "${training[@]}"
+timeout --signal=INT "$left" python3 -m ase_learn2hop.training "$CONFIG" \
+  --out "$RUN" --quiet "${training[@]}"
 echo "== training stopped (exit $?), $(( $(date +%s) - started )) s in"
-tail -n 40 runs/lj_hopping_time_gpu/metrics.jsonl
-if [ ! -f runs/lj_hopping_time_gpu/lj_hopping_time.json ]; then
-  python3 -m ase_learn2hop.cli export runs/lj_hopping_time_gpu
+tail -n 40 "$RUN/metrics.jsonl"
+# A run stopped by the deadline has checkpoints but no weights yet.
+if ! ls "$RUN"/*.safetensors >/dev/null 2>&1; then
+  python3 -m ase_learn2hop.cli export "$RUN"
 fi
-tar czf "$OUT/run.tgz" runs/lj_hopping_time_gpu
+tar czf "$OUT/run.tgz" "$RUN"
 echo "== done, $(( $(date +%s) - started )) s in"
