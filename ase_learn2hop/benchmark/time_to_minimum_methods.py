@@ -24,7 +24,6 @@ force-call budget, whichever comes first.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -237,23 +236,16 @@ def learned_weights(
     system: systems.System, protocol: str = "hopping"
 ) -> weight_files.LearnedWeights:
     """The shipped weights `LearnedHopOptimizer` picks for ``system`` and the
-    search ``protocol`` (loaded once per system)."""
-    n_species = len(np.unique(np.asarray(system.context.species)))
-    return _shipped_weights(
-        system.family,
-        system.potential,
-        system.name,
-        n_species,
-        protocol,
-        system.n_atoms,
-    )
+    search ``protocol`` (loaded once per system name)."""
+    key = (system.name, protocol)
+    if key not in _SHIPPED_WEIGHTS:
+        _SHIPPED_WEIGHTS[key] = weight_files.weights_for(
+            system, None, system.context.species, protocol
+        )
+    return _SHIPPED_WEIGHTS[key]
 
 
-@functools.cache
-def _shipped_weights(family, potential, name, n_species, protocol, n_atoms):
-    return weight_files.resolve_weights(
-        None, family, potential, name, n_species, protocol, n_atoms
-    )
+_SHIPPED_WEIGHTS: dict[tuple[str, str], weight_files.LearnedWeights] = {}
 
 
 def _watch(recorder: _Recorder, search, advance, chunk, **options) -> RunTrace:
