@@ -24,7 +24,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from ase_learn2hop.training.run import current_commit
 
 
@@ -79,8 +78,10 @@ def measure(name: str, batch: int, steps: int, repeats: int) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| system | starts | compile + first chunk (s) | structure-steps per s "
-        "| µs per structure-step | peak device memory (MB) | lowest energy found |",
+        (
+            "| system | starts | compile + first chunk (s) | structure-steps per s "
+            "| µs per structure-step | peak device memory (MB) | lowest energy found |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
