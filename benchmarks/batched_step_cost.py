@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from ase_learn2hop.training.run import current_commit
 from potential_throughput import best_time_per_structure
+from search_throughput import shipped_hopping_setup
 
 from ase_learn2hop.precision import floating_as
 
@@ -151,18 +152,10 @@ def measure(name: str, batch: int, repeats: int) -> dict:
         features,
         hopping_search,
         learned_optimizer,
-        systems,
     )
-    from ase_learn2hop.benchmark.time_to_minimum_methods import learned_weights
-    from ase_learn2hop.protocols import hopping_config
 
-    system = systems.system_from_name(name)
-    weights = learned_weights(system)
+    system, weights, starts, hopping = shipped_hopping_setup(name, batch)
     theta, config, context = weights.theta, weights.config, system.context
-    starts = jnp.asarray(
-        systems.starting_structures(jax.random.key(0), system, batch), jnp.float64
-    )
-    hopping = hopping_config(weights, system, True, None, None, system.n_atoms)
     common = (theta, config, system.energy_fn, starts, context)
 
     def advance_hopping(search, steps):
