@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import neighbours
+from ase_learn2hop import devices, neighbours
 from ase_learn2hop.descent import Optimizer, polish
 
 #: Energy records kept per run by default (a figure needs no more).
@@ -142,9 +142,11 @@ def driver_init(
     target_energy: jax.Array,
 ) -> DriverState:
     """Initial `DriverState` for ``[batch, n, 3]`` starts (one force call each)."""
-    return jax.vmap(
+    batched = jax.vmap(
         lambda x, p, k: start_one(optimizer, x, p, shared, k, target_energy)
-    )(positions, parameters, keys)
+    )
+    mesh = devices.batch_mesh(positions.shape[0])
+    return devices.per_device(batched, mesh)(positions, parameters, keys)
 
 
 @functools.partial(jax.jit, static_argnames=("optimizer", "steps", "stop_at_target"))
@@ -198,7 +200,8 @@ def driver_advance(
             energies = jnp.where(stopped, carry.state.energy, energies)
         return carry, energies, made
 
-    if carry.best_energy.shape[0] == 1:
+    batch = carry.best_energy.shape[0]
+    if batch == 1:
         # A batch of one runs unbatched: under vmap every lax.cond of an
         # optimizer turns into a select that computes both branches.
         def first(tree):
@@ -206,7 +209,8 @@ def driver_advance(
 
         result = run_one(first(carry), first(parameters))
         return jax.tree_util.tree_map(lambda leaf: leaf[None], result)
-    return jax.vmap(run_one)(carry, parameters)
+    batched = devices.per_device(jax.vmap(run_one), devices.batch_mesh(batch))
+    return batched(carry, parameters)
 
 
 def chunk_plan(steps: int, record_every: int, chunk_steps: int) -> list[int]:
@@ -256,14 +260,13 @@ def start(
             f"positions must have shape [batch, n_atoms, 3], got {positions.shape}"
         )
     target = jnp.asarray(target_energy, dtype=positions.dtype)
-    return driver_init(
-        optimizer,
-        positions,
-        parameters,
-        shared,
-        start_keys(key, positions.shape[0]),
-        target,
+    batch = positions.shape[0]
+    # Split over the devices (one per CPU core, `devices`): the carry comes
+    # out split the same way, and every chunk keeps it so.
+    positions, parameters, keys = devices.distribute(
+        (positions, parameters, start_keys(key, batch)), batch
     )
+    return driver_init(optimizer, positions, parameters, shared, keys, target)
 
 
 def advance(
@@ -300,11 +303,15 @@ def advance(
     target = np.asarray(target_energy, dtype=carry.best_energy.dtype)
     records, record_steps, done = [], [], first_step
     plan = chunk_plan(int(steps), record_every, chunk_steps)
+    batch = carry.best_energy.shape[0]
     # Every chunk runs on a program compiled for chunk_steps (or the longest
     # chunk): runs of other lengths compile nothing new.
     compiled = max([chunk_steps, *plan])
 
     def run_chunk(carry, parameters, chunk):
+        # A carry or parameters made on one device (a restart file, a grown
+        # neighbour list) are split again; split ones are left as they are.
+        carry, parameters = devices.distribute((carry, parameters), batch)
         return driver_advance(
             optimizer, carry, parameters, shared, target, chunk, compiled,
             stop_at_target,
@@ -326,7 +333,6 @@ def advance(
             progress(made)
         if made < chunk:
             break  # every start reached the target
-    batch = carry.best_energy.shape[0]
     energy_records = (
         np.concatenate(records, axis=1) if records else np.zeros((batch, 0))
     )

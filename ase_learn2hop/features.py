@@ -327,8 +327,13 @@ def feature_blocks(
         per_component.append(rows(first_moments))
         per_component.append(rows(second_moments))
     if feature_set.adam_like:
-        corrected_first = first_moments / bias_correction
-        corrected_second = second_moments / bias_correction
+        # One reciprocal, multiplied in: what XLA makes of the division in a
+        # batch on one device (the same bits as before), written out so that
+        # a batch split over devices (`devices`), compiled apart, computes the
+        # same bits instead of dividing.
+        inverse_correction = 1.0 / bias_correction
+        corrected_first = first_moments * inverse_correction
+        corrected_second = second_moments * inverse_correction
         inverse_norm = jax.lax.rsqrt(corrected_second + _ADAM_EPSILON)
         per_component.append(rows(corrected_first * inverse_norm))
         per_component.append(rows(inverse_norm))

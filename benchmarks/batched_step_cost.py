@@ -20,6 +20,9 @@ cost more than inside the search from 38 atoms on), the energy and gradient
 alone and the network alone (each in a jitted scan of the same batch); and
 XLA's count of floating-point operations per structure in one learned update.
 
+The batch is split over one CPU device per core (`ase_learn2hop.devices`),
+as in the product; ``LEARN2HOP_CPU_DEVICES=1`` times it on one device.
+
 Run:
 
     python benchmarks/batched_step_cost.py --starts 150 --out benchmarks/results/batched_step_cost.md
@@ -121,7 +124,11 @@ def _quench_recursion_removed():
 
 def _part_seconds(step, carry, batch: int, repeats: int) -> float:
     """Seconds per structure of ``carry -> step(carry)`` over `PART_CALLS`
-    calls in one jitted scan, best of ``repeats``."""
+    calls in one jitted scan, best of ``repeats``, the batch split over the
+    devices as the search's is."""
+    from ase_learn2hop import devices
+
+    carry = devices.distribute(carry, batch)
     scan = jax.jit(
         lambda carry: jax.lax.scan(
             lambda carry, _: (step(carry), None), carry, length=PART_CALLS
@@ -318,7 +325,8 @@ def main() -> None:
         f"$ python benchmarks/batched_step_cost.py --systems {' '.join(args.systems)} "
         f"--starts {args.starts}\n"
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"jax {jax.__version__} on {jax.default_backend()}, load average "
+        f"jax {jax.__version__} on {jax.default_backend()}, the batch split over "
+        f"{len(jax.local_devices())} device(s) (ase_learn2hop.devices), load average "
         f"{os.getloadavg()[0]:.1f}, code {commit}; µs per structure and step, "
         "shipped weights, float64 energies, network and features float32\n\n"
         + table(rows)

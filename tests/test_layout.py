@@ -16,6 +16,7 @@ CORE = {
     "geometry",
     "gupta_parameters",
     "precision",
+    "devices",
     "potentials",
     "stillinger_weber",
     "initialization",

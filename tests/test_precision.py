@@ -1,4 +1,4 @@
-"""Importing the package changes no JAX setting, yet it computes in float64.
+"""Importing the package leaves JAX's precision alone, yet it computes in float64.
 
 Each check runs in a fresh interpreter: this test session switched float64 on
 globally (conftest.py), which would hide both a global side effect of an import
@@ -68,7 +68,7 @@ print(json.dumps({
 """
 
 
-def test_import_leaves_jax_config_alone_and_lennard_jones_is_float64():
+def test_import_leaves_jax_precision_alone_and_lennard_jones_is_float64():
     result = run_fresh(IMPORTS_AND_LENNARD_JONES, str(DATA / "lj13_global_minimum.xyz"))
     assert result["after_import"] is False
     assert result["after_calculation"] is False
