@@ -6,14 +6,15 @@ Schoenholz, Cubuk, ICML 2021).
 
 # Importing the package changes one JAX setting, and only before JAX has
 # started: one CPU device per core, so that many starts run on every core
-# (`ase_learn2hop.devices`; LEARN2HOP_CPU_DEVICES=1 keeps JAX's one device). It
-# runs first, before any submodule imports jax-md (whose import starts JAX).
+# (`ase_learn2hop.cpu_devices`; LEARN2HOP_CPU_DEVICES=1 keeps JAX's one
+# device). It runs first, before any submodule imports jax-md (whose import
+# starts JAX).
 # Precision is not touched: the calculators and the optimizer compute in
 # float64 inside `ase_learn2hop.precision.float64()` (users compare energies
 # with their own codes to 1e-6), and only our own entry points (the
 # ``learn2hop`` command, training, examples, benchmarks) switch the global flag.
 
-from ase_learn2hop.devices import ask_for_one_cpu_device_per_core
+from ase_learn2hop.cpu_devices import ask_for_one_cpu_device_per_core
 
 ask_for_one_cpu_device_per_core()
 

@@ -3,7 +3,7 @@
 Users compare our energies with their own codes to 1e-6 (and the LJ13 global
 minimum to 1e-6 of -44.326801), which float32 cannot give. Importing
 ``ase_learn2hop`` therefore leaves JAX's precision alone (it sets only the
-CPU device count, and only before JAX starts: `ase_learn2hop.devices`):
+CPU device count, and only before JAX starts: `ase_learn2hop.cpu_devices`):
 library code that builds arrays or traces functions runs inside `float64` (a thread-local
 ``jax.enable_x64(True)``), and the process entry points we own (the ``learn2hop``
 command, ``python -m ase_learn2hop.training``, the scripts in ``examples/`` and

@@ -2,7 +2,7 @@
 
 Importing ``ase_learn2hop`` leaves JAX's precision alone (see
 `ase_learn2hop.precision`; it sets only the CPU device count,
-`ase_learn2hop.devices`), but these tests compare with ASE, NumPy references
+`ase_learn2hop.cpu_devices`), but these tests compare with ASE, NumPy references
 and published minima to 1e-9..1e-12, which needs float64 for every array, also
 the ones a test builds itself. So the test session, a process we own, switches
 the global flag explicitly here, before any test module makes an array.

@@ -1,5 +1,5 @@
-"""One JAX CPU device per core, and a batch of starts split over them
-(`ase_learn2hop.devices`), each in a fresh process: JAX's device count is fixed
+"""One JAX CPU device per core (`ase_learn2hop.cpu_devices`), and a batch of
+starts split over them (`ase_learn2hop.devices`), each in a fresh process: JAX's device count is fixed
 when its backend starts.
 
 A batch split over two devices must give what the same batch gives on one

@@ -40,6 +40,7 @@ BOUNDARY = {
     "minima",
     "restart",
     "compilation_cache",
+    "cpu_devices",
     "protocols",
     "optimizer",
 }
