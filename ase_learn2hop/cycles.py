@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import driver
+from ase_learn2hop import devices, driver
 from ase_learn2hop.descent import (
     POLISH_LEARNING_RATE,
     POLISH_STEPS,
@@ -109,7 +109,7 @@ def _finish_cycles(
     polish_steps,
     polish_learning_rate,
 ):
-    return jax.vmap(
+    return devices.over_batch(
         lambda last, best, p: finish_cycle(
             energy_fn, last, best, p, polish_steps, polish_learning_rate
         )

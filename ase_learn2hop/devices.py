@@ -66,6 +66,18 @@ def per_device(function, mesh: Mesh | None):
     )
 
 
+def over_batch(function):
+    """``jax.vmap(function)`` with the batch (axis 0 of every argument's
+    leaves) split over `batch_mesh` by `per_device`."""
+    batched = jax.vmap(function)
+
+    def run(*arguments):
+        batch = jax.tree_util.tree_leaves(arguments)[0].shape[0]
+        return per_device(batched, batch_mesh(batch))(*arguments)
+
+    return run
+
+
 def distribute(tree: Any, batch: int) -> Any:
     """``tree`` (every array leaf batched on axis 0, ``batch`` long) split over
     the devices of `batch_sharding`; unchanged on one device."""

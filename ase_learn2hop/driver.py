@@ -142,11 +142,9 @@ def driver_init(
     target_energy: jax.Array,
 ) -> DriverState:
     """Initial `DriverState` for ``[batch, n, 3]`` starts (one force call each)."""
-    batched = jax.vmap(
+    return devices.over_batch(
         lambda x, p, k: start_one(optimizer, x, p, shared, k, target_energy)
-    )
-    mesh = devices.batch_mesh(positions.shape[0])
-    return devices.per_device(batched, mesh)(positions, parameters, keys)
+    )(positions, parameters, keys)
 
 
 @functools.partial(jax.jit, static_argnames=("optimizer", "steps", "stop_at_target"))
@@ -200,8 +198,7 @@ def driver_advance(
             energies = jnp.where(stopped, carry.state.energy, energies)
         return carry, energies, made
 
-    batch = carry.best_energy.shape[0]
-    if batch == 1:
+    if carry.best_energy.shape[0] == 1:
         # A batch of one runs unbatched: under vmap every lax.cond of an
         # optimizer turns into a select that computes both branches.
         def first(tree):
@@ -209,8 +206,7 @@ def driver_advance(
 
         result = run_one(first(carry), first(parameters))
         return jax.tree_util.tree_map(lambda leaf: leaf[None], result)
-    batched = devices.per_device(jax.vmap(run_one), devices.batch_mesh(batch))
-    return batched(carry, parameters)
+    return devices.over_batch(run_one)(carry, parameters)
 
 
 def chunk_plan(steps: int, record_every: int, chunk_steps: int) -> list[int]:
@@ -407,6 +403,6 @@ def polish_batch(
     learning_rate: float,
 ) -> tuple[jax.Array, jax.Array]:
     """`descent.polish` of ``[batch, n, 3]`` structures (parameters batched)."""
-    return jax.vmap(
+    return devices.over_batch(
         lambda x, p: polish(energy_fn, x, p, geometry, steps, learning_rate)
     )(positions, parameters)
