@@ -46,13 +46,14 @@ def shipped_hopping_setup(name: str, batch: int):
     return system, weights, starts, hopping
 
 
-def measure(name: str, batch: int, steps: int, repeats: int) -> dict:
-    """One system at one batch size: ``{"compile_and_first_s", "us_per_step",
-    "steps_per_second", "peak_memory_mb", ...}``."""
+def start_shipped_hopping(name: str, batch: int):
+    """``LearnedHopOptimizer(atoms, n_starts=batch)``'s batched search begun
+    at the starts of `shipped_hopping_setup` (key 1): a
+    `hopping_search.HoppingSearch`."""
     from ase_learn2hop import hopping_search
 
     system, weights, starts, hopping = shipped_hopping_setup(name, batch)
-    search = hopping_search.hopping_start(
+    return hopping_search.hopping_start(
         weights.theta,
         weights.config,
         system.energy_fn,
@@ -62,6 +63,14 @@ def measure(name: str, batch: int, steps: int, repeats: int) -> dict:
         hopping=hopping,
         key=jax.random.key(1),
     )
+
+
+def measure(name: str, batch: int, steps: int, repeats: int) -> dict:
+    """One system at one batch size: ``{"compile_and_first_s", "us_per_step",
+    "steps_per_second", "peak_memory_mb", ...}``."""
+    from ase_learn2hop import hopping_search
+
+    search = start_shipped_hopping(name, batch)
 
     def advance(search):
         # hopping_advance returns its records as NumPy arrays: the chunk is done.

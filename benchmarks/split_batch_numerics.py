@@ -32,24 +32,14 @@ def run(out: Path) -> None:
     """One run of every case in this process; positions to ``out`` (npz)."""
     import jax
     import numpy as np
-    from search_throughput import shipped_hopping_setup
+    from search_throughput import start_shipped_hopping
 
     from ase_learn2hop import hopping_search
 
     jax.config.update("jax_enable_x64", True)
     positions = {}
     for name, batch, calls in CASES:
-        system, weights, starts, hopping = shipped_hopping_setup(name, batch)
-        search = hopping_search.hopping_start(
-            weights.theta,
-            weights.config,
-            system.energy_fn,
-            starts,
-            system.context,
-            system.potential_parameters,
-            hopping=hopping,
-            key=jax.random.key(1),
-        )
+        search = start_shipped_hopping(name, batch)
         for chunk in range(calls // EVERY):
             search = hopping_search.hopping_advance(search, EVERY, chunk_steps=EVERY)[0]
             positions[f"{name}/{chunk}"] = np.asarray(search.carry.state.positions)
