@@ -2,8 +2,10 @@
 
 Every method of the package runs on it: Adam, FIRE and gradient descent
 (`descent`), the paper's basin hopping (`basin_hopping`) and the learned
-optimizer's steps (`search`). The batch is ``vmap``-ed, steps run in a
-``lax.fori_loop``, cut into jitted chunks so that a progress bar advances, an
+optimizer's steps (`search`). The batch is ``vmap``-ed and split over the
+devices, each running its share (`devices`; one CPU device per core), steps
+run in a ``lax.fori_loop``, cut into jitted chunks so that a progress bar
+advances, an
 observer can look between chunks, and Ctrl-C stops between chunks. Every chunk
 runs on one program compiled for ``chunk_steps`` (the step count is traced), so
 runs of another length, and their last, shorter chunk, compile nothing new.
