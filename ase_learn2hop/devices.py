@@ -66,10 +66,10 @@ def per_device(function, mesh: Mesh | None):
     )
 
 
-def over_batch(function):
-    """``jax.vmap(function)`` with the batch (axis 0 of every argument's
-    leaves) split over `batch_mesh` by `per_device`."""
-    batched = jax.vmap(function)
+def over_batch(function, axis_name: str | None = None):
+    """``jax.vmap(function, axis_name=axis_name)`` with the batch (axis 0 of
+    every argument's leaves) split over `batch_mesh` by `per_device`."""
+    batched = jax.vmap(function, axis_name=axis_name)
 
     def run(*arguments):
         batch = jax.tree_util.tree_leaves(arguments)[0].shape[0]

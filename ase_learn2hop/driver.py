@@ -48,6 +48,8 @@ from ase_learn2hop.descent import Optimizer, polish
 RECORD_POINTS = 500
 #: Steps per jitted call by default.
 CHUNK_STEPS = 1000
+#: Name of the ``vmap`` axis of the driver's batch of starts (`batch_cond`).
+VMAP_AXIS = "start"
 
 
 class DriverState(NamedTuple):
@@ -92,6 +94,27 @@ class DriverResult(NamedTuple):
 
 def _finite_or_inf(energy: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(energy), energy, jnp.inf)
+
+
+def batch_cond(predicate: jax.Array, true_fn: Callable, false_fn: Callable):
+    """``lax.cond(predicate, true_fn, false_fn)`` of one start, for a branch
+    that few starts of a batch take at any one step.
+
+    Inside the driver's ``vmap`` a start's ``lax.cond`` becomes a select that
+    computes both branches for every start at every step. Here ``true_fn``
+    runs only at the steps where some start of the device's share of the
+    batch takes it (their any, a ``psum`` over `VMAP_AXIS`, which
+    ``shard_map`` keeps on the device), and every start gets what the plain
+    conditional gives it, bit for bit. Outside the driver's batch (one
+    search, or a ``vmap`` without that axis) it is the plain conditional.
+    """
+    try:
+        taken = jax.lax.psum(jnp.asarray(predicate, jnp.int32), VMAP_AXIS) > 0
+    except NameError:  # not traced inside the driver's batch
+        return jax.lax.cond(predicate, true_fn, false_fn)
+    return jax.lax.cond(
+        taken, lambda: jax.lax.cond(predicate, true_fn, false_fn), false_fn
+    )
 
 
 def start_one(
@@ -208,7 +231,7 @@ def driver_advance(
 
         result = run_one(first(carry), first(parameters))
         return jax.tree_util.tree_map(lambda leaf: leaf[None], result)
-    return devices.over_batch(run_one)(carry, parameters)
+    return devices.over_batch(run_one, axis_name=VMAP_AXIS)(carry, parameters)
 
 
 def chunk_plan(steps: int, record_every: int, chunk_steps: int) -> list[int]:

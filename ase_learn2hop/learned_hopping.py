@@ -196,7 +196,9 @@ def learned_hopping(
         can_restart = can_restart and not context.geometry.periodic
         # Phases are lax.cond branches: one start (not vmapped by the driver)
         # computes only its branch; under vmap every branch runs and one is
-        # selected. A hop step (most calls) passes two conditionals: on one
+        # selected, except the rare ones (a quench's end, a restart) that
+        # `driver.batch_cond` runs only when some start of the batch takes
+        # them. A hop step (most calls) passes two conditionals: on one
         # search each costs about a microsecond, so what happens only at the
         # end of a quench is nested inside the quench's branch.
         first = ~jnp.isfinite(state.minimum_energy)
@@ -234,7 +236,8 @@ def learned_hopping(
                 | ~jnp.isfinite(current.energy)
             )
             going_on = unchanged._replace(quench=current)
-            return jax.lax.cond(
+            # Under vmap only at the steps where some start ends a quench.
+            return driver.batch_cond(
                 quench_done, lambda: quench_end(current), lambda: going_on
             )
 
@@ -277,7 +280,7 @@ def learned_hopping(
                 # and accepted like the start (the best so far is the
                 # driver's).
                 restart = stale >= hopping.restart_after
-                restart_positions = jax.lax.cond(
+                restart_positions = driver.batch_cond(
                     restart,
                     lambda: compact_random_cluster(
                         frame_key,

@@ -331,3 +331,23 @@ def test_the_step_loop_counts_in_the_type_of_its_bound(lj7_starts, stop_at_targe
         and equation.params["new_dtype"] != jnp.int64
     ]  # fmt: skip
     assert narrowed == []
+
+
+def test_batch_cond_gives_each_start_its_own_branch():
+    # Under the driver's vmap axis the rare branch runs only when some start
+    # takes it; each start still gets what lax.cond gives it, and outside the
+    # batch (one search) it is lax.cond itself.
+    from ase_learn2hop.driver import VMAP_AXIS, batch_cond
+
+    def one(x, take):
+        return batch_cond(take, lambda: jnp.sin(x) * 3.0, lambda: x - 1.0)
+
+    def plain(x, take):
+        return jax.lax.cond(take, lambda: jnp.sin(x) * 3.0, lambda: x - 1.0)
+
+    x = jnp.linspace(-2.0, 2.0, 6)
+    for take in ([True, False, False, True, False, False], [False] * 6):
+        take = jnp.asarray(take)
+        batched = jax.jit(jax.vmap(one, axis_name=VMAP_AXIS))(x, take)
+        np.testing.assert_array_equal(batched, jax.vmap(plain)(x, take))
+    assert float(one(x[0], jnp.asarray(True))) == float(plain(x[0], True))
