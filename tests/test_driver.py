@@ -123,7 +123,11 @@ def test_chunking_does_not_change_results(lj7_starts):
     carry = start(optimizer, lj7_starts, target_energy=target)
     first = advance(optimizer, carry, 25, target_energy=target, record_every=1)
     second = advance(
-        optimizer, first.carry, STEPS - 25, target_energy=target, record_every=1,
+        optimizer,
+        first.carry,
+        STEPS - 25,
+        target_energy=target,
+        record_every=1,
         first_step=25,
     )
     assert_trees_equal(second.carry, whole.carry)
@@ -192,7 +196,11 @@ def test_progress_is_called_with_chunks_summing_to_steps(lj7_starts):
 
     chunks.clear()
     run_batched(
-        optimizer, lj7_starts, STEPS, chunk_steps=20, record_every=8,
+        optimizer,
+        lj7_starts,
+        STEPS,
+        chunk_steps=20,
+        record_every=8,
         progress=chunks.append,
     )
     assert sum(chunks) == STEPS
@@ -224,9 +232,7 @@ def test_nan_energies_never_become_best():
     # The best is the lowest finite energy, where it was evaluated.
     lowest = int(np.nanargmin(loop))
     np.testing.assert_allclose(carry.best_energy[0], loop[lowest], rtol=1e-12)
-    np.testing.assert_allclose(
-        carry.best_positions[0], positions[lowest], atol=1e-12
-    )
+    np.testing.assert_allclose(carry.best_positions[0], positions[lowest], atol=1e-12)
     # A start that never had a finite energy has no best, stays where it
     # started, and never reaches any target.
     assert carry.best_energy[1] == np.inf
