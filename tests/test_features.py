@@ -13,6 +13,7 @@ from ase_learn2hop.features import (
     FeatureSet,
     centered_positions,
     cosine_cutoff,
+    exponential,
     feature_blocks,
     log_sign_encoding,
     radial_symmetry_features,
@@ -95,6 +96,34 @@ def test_float32_cutoff_is_the_cosine_to_float32_rounding(cutoff):
     assert cutoff_32.dtype == np.float32
     np.testing.assert_allclose(cutoff_32, exact, rtol=0, atol=2e-7)
     assert float(cosine_cutoff(jnp.float32(cutoff), cutoff)) == 0.0
+
+
+def test_float32_exponential_is_within_one_ulp_of_the_exact_value():
+    # The float32 exponential is written out (XLA's is computed one element
+    # at a time in the radial kernels): float64 numpy is the reference.
+    x = np.concatenate(
+        [np.linspace(-87.3, 88.3, 2_000_001), [-10.0, -1e-30, 0.0, 1e-30]]
+    ).astype(np.float32)
+    ours = np.asarray(exponential(jnp.asarray(x)))
+    assert ours.dtype == np.float32
+    exact = np.exp(x.astype(np.float64))
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(ours - exact) / ulp) <= 1.0
+    # Below float32's smallest normal number it flushes to zero; above its
+    # largest, infinity.
+    edges = np.asarray(
+        exponential(jnp.asarray([-88.0, -1e4, -np.inf, 89.0, np.inf], jnp.float32))
+    )
+    np.testing.assert_array_equal(edges, [0.0, 0.0, 0.0, np.inf, np.inf])
+    assert float(exponential(jnp.float32(0.0))) == 1.0
+    assert np.isnan(float(exponential(jnp.float32(np.nan))))
+
+
+def test_float64_exponential_is_the_library_exponential():
+    x = np.linspace(-50.0, 50.0, 1001)
+    ours = np.asarray(exponential(jnp.asarray(x, jnp.float64)))
+    assert ours.dtype == np.float64
+    np.testing.assert_allclose(ours, np.exp(x), rtol=1e-15)
 
 
 def test_radial_features_use_the_minimum_image_in_a_periodic_box():
