@@ -29,6 +29,9 @@ from search_throughput import start_shipped_hopping
 from ase_learn2hop import hopping_search
 
 STEPS = 200
+#: Events on the kernel threads that are not kernels: the executor's and the
+#: profiler's own.
+NOT_KERNELS = ("Thunk", "Threadpool", "SlinkyThreadPool", "end: ")
 
 
 def kernel_shares(name: str, batch: int) -> tuple[dict, dict]:
@@ -58,9 +61,8 @@ def kernel_shares(name: str, batch: int) -> tuple[dict, dict]:
             for start, end, kernel in events:
                 while enclosing and enclosing[-1][1] <= start:
                     enclosing.pop()
-                parents = [p for _, _, p in enclosing if not p.startswith("Thunk")]
-                # Not kernels: the executor's and the profiler's own events.
-                if not kernel.startswith(("Thunk", "Threadpool", "end: ")):
+                parents = [p for _, _, p in enclosing if not p.startswith(NOT_KERNELS)]
+                if not kernel.startswith(NOT_KERNELS):
                     if parents:
                         nested[(parents[0], kernel)] += end - start
                     else:
