@@ -5,10 +5,10 @@ Every method of the package runs on it: Adam, FIRE and gradient descent
 optimizer's steps (`search`). The batch is ``vmap``-ed and split over the
 devices, each running its share (`devices`; one CPU device per core), steps
 run in a ``lax.fori_loop``, cut into jitted chunks so that a progress bar
-advances, an
-observer can look between chunks, and Ctrl-C stops between chunks. Every chunk
-runs on one program compiled for ``chunk_steps`` (the step count is traced), so
-runs of another length, and their last, shorter chunk, compile nothing new.
+advances, an observer can look between chunks, and Ctrl-C stops between
+chunks. Every chunk runs on one program compiled for ``chunk_steps`` (the step
+count is traced), so runs of another length, and their last, shorter chunk,
+compile nothing new.
 
 Besides the optimizer's own state the driver keeps, per start, the lowest energy
 evaluated and where (best-so-far; a NaN never compares lower, so a blown-up step
