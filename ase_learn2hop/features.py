@@ -126,6 +126,15 @@ def log_sign_encoding(x: jax.Array, p: float = 10.0) -> jax.Array:
 _SINE_SERIES = tuple((-1.0) ** k / math.factorial(2 * k + 1) for k in range(6))
 
 
+def _polynomial(x: jax.Array, coefficients) -> jax.Array:
+    """sum_k c_k x^(m-k) by Horner's rule, ``coefficients`` highest power
+    first."""
+    value = coefficients[0]
+    for coefficient in coefficients[1:]:
+        value = value * x + coefficient
+    return value
+
+
 def cosine_cutoff(r: jax.Array, cutoff: float) -> jax.Array:
     """Behler-Parrinello cutoff 0.5 (cos(pi r / c) + 1) for r < c, else 0.
 
@@ -139,9 +148,7 @@ def cosine_cutoff(r: jax.Array, cutoff: float) -> jax.Array:
         return jnp.where(r < cutoff, 0.5 * (jnp.cos(jnp.pi * r / cutoff) + 1.0), 0.0)
     x = jnp.pi * (jnp.minimum(r / cutoff, 1.0) - 0.5)
     x_squared = x * x
-    series = _SINE_SERIES[-1]
-    for coefficient in reversed(_SINE_SERIES[:-1]):
-        series = coefficient + x_squared * series
+    series = _polynomial(x_squared, _SINE_SERIES[::-1])
     return jnp.where(r < cutoff, 0.5 * (1.0 - x * series), 0.0)
 
 
@@ -185,9 +192,7 @@ def exponential(x: jax.Array) -> jax.Array:
     n = jnp.where(n < np.float32(-127.0), np.float32(-127.0), n)
     n = jnp.where(n > np.float32(127.0), np.float32(127.0), n)
     r = (x - n * _LN2_HIGH) - n * _LN2_LOW
-    series = _EXP_SERIES[0]
-    for coefficient in _EXP_SERIES[1:]:
-        series = series * r + coefficient
+    series = _polynomial(r, _EXP_SERIES)
     mantissa = np.float32(1.0) + (r + series * (r * r))
     power_of_two = jax.lax.bitcast_convert_type(
         (n.astype(jnp.int32) + 127) << 23, jnp.float32
