@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ase_learn2hop import devices, neighbours
-from ase_learn2hop.descent import Optimizer, polish
+from ase_learn2hop.descent import Optimizer, polish, select_tree
 
 #: Energy records kept per run by default (a figure needs no more).
 RECORD_POINTS = 500
@@ -115,6 +115,25 @@ def batch_cond(predicate: jax.Array, true_fn: Callable, false_fn: Callable):
     return jax.lax.cond(
         taken, lambda: jax.lax.cond(predicate, true_fn, false_fn), false_fn
     )
+
+
+def batch_select(predicate: jax.Array, true_fn: Callable, false_fn: Callable):
+    """``lax.cond(predicate, true_fn, false_fn)`` of one start, for branches
+    that close over values shared by the batch (the learned step's weights).
+
+    Inside the driver's batch both branches run for every start and each
+    start's result is selected, as ``vmap`` does to a ``lax.cond``, except
+    that what the branches close over and is not per start stays shared:
+    ``vmap`` of a ``lax.cond`` copies it per start, so that a shared
+    weight matrix multiplies each start's rows apart instead of the batch's
+    in one product. Outside the driver's batch (one search) it is the plain
+    conditional, which runs one branch.
+    """
+    try:
+        jax.lax.axis_index(VMAP_AXIS)
+    except NameError:  # not traced inside the driver's batch
+        return jax.lax.cond(predicate, true_fn, false_fn)
+    return select_tree(predicate, true_fn(), false_fn())
 
 
 def start_one(

@@ -200,7 +200,9 @@ def learned_hopping(
         # `driver.batch_cond` runs only when some start of the batch takes
         # them. A hop step (most calls) passes two conditionals: on one
         # search each costs about a microsecond, so what happens only at the
-        # end of a quench is nested inside the quench's branch.
+        # end of a quench is nested inside the quench's branch. The learned
+        # step's branch is a `driver.batch_select`, so that the batch's rows
+        # meet the network's weights in one product.
         first = ~jnp.isfinite(state.minimum_energy)
         unchanged = _Outcome(
             quench=state.quench,
@@ -327,7 +329,9 @@ def learned_hopping(
             max_step = hopping.max_step * context.length_scale
             return quench.quench_trial(outcome.quench, max_step), state.learned
 
-        positions, learned_state = jax.lax.cond(moving, learned_step, quench_step)
+        positions, learned_state = driver.batch_select(
+            moving, learned_step, quench_step
+        )
         restart = outcome.restart
         if can_restart:
             positions = jnp.where(restart, outcome.restart_positions, positions)

@@ -3,6 +3,7 @@ first-hit count, chunking, progress, NaN handling and per-start parameters,
 each against a plain Python loop over the optimizer's ``step_fn``."""
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -357,3 +358,42 @@ def test_batch_cond_gives_each_start_its_own_branch():
         batched = jax.jit(jax.vmap(one, axis_name=VMAP_AXIS))(x, take)
         np.testing.assert_array_equal(batched, jax.vmap(plain)(x, take))
     assert float(one(x[0], jnp.asarray(True))) == float(plain(x[0], True))
+
+
+def test_batch_select_keeps_shared_weights_shared():
+    # Under the driver's vmap axis each start gets what lax.cond gives it,
+    # and a weight matrix the branches close over multiplies the batch's
+    # rows in one product (vmap of lax.cond would copy it per start: a
+    # product with a batch dimension). Outside the batch: lax.cond itself.
+    from ase_learn2hop.driver import VMAP_AXIS, batch_select
+
+    weights = jnp.arange(12.0).reshape(4, 3) / 7.0
+
+    def one(x, take):
+        return batch_select(take, lambda: jnp.tanh(x @ weights), lambda: x[:3] - 1.0)
+
+    def plain(x, take):
+        return jax.lax.cond(take, lambda: jnp.tanh(x @ weights), lambda: x[:3] - 1.0)
+
+    x = jnp.linspace(-2.0, 2.0, 24).reshape(6, 4)
+    take = jnp.asarray([True, False, False, True, True, False])
+    batched = jax.vmap(one, axis_name=VMAP_AXIS)
+    np.testing.assert_allclose(
+        jax.jit(batched)(x, take), jax.vmap(plain)(x, take), rtol=1e-6
+    )
+
+    def products(function, *arguments):
+        equations = jax.make_jaxpr(function)(*arguments).eqns
+        found = [eq for eq in equations if eq.primitive.name == "dot_general"]
+        for equation in equations:
+            for inner in jax.extend.core.jaxprs_in_params(equation.params):
+                found += [e for e in inner.eqns if e.primitive.name == "dot_general"]
+        return found
+
+    (product,) = products(batched, x, take)
+    assert product.params["dimension_numbers"][1] == ((), ())
+    (copied,) = products(jax.vmap(plain), x, take)
+    assert copied.params["dimension_numbers"][1] != ((), ())
+    single = jax.make_jaxpr(one)(x[0], take[0])
+    assert "cond" in [eq.primitive.name for eq in single.eqns]
+    assert float(one(x[0], jnp.asarray(True))[0]) == float(plain(x[0], True)[0])
