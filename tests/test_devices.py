@@ -5,7 +5,10 @@ when its backend starts.
 A batch split over two devices must give what the same batch gives on one
 device: FIRE (float64 throughout) to 1e-12, the shipped learned basin hopping
 (network and features in float32) to float32 rounding over its first quench and
-hop.
+hop. The network multiplies a device's share of the batch at once
+(`driver.batch_select`), and XLA multiplies fewer than about 50 rows with other
+kernels, whose sums round differently; the hops grow that rounding, so the
+learned search is compared on 128 LJ13 starts (64 per device).
 """
 
 import json
@@ -50,7 +53,7 @@ SPLIT_BATCH_SCRIPT = textwrap.dedent(
     system = systems.system_from_name("lj13")
     weights = learned_weights(system)
     hopping = hopping_config(weights, system, True, None, None, system.n_atoms)
-    lj13_starts = systems.starting_structures(jax.random.key(0), system, 4)
+    lj13_starts = systems.starting_structures(jax.random.key(0), system, 128)
     search = hopping_search.hopping_start(
         weights.theta, weights.config, system.energy_fn, lj13_starts,
         system.context, system.potential_parameters, hopping=hopping,
@@ -136,8 +139,8 @@ def test_a_split_batch_computes_what_one_device_computes(split_and_whole):
         split["fire_positions"], whole["fire_positions"], rtol=0, atol=1e-12
     )
     np.testing.assert_allclose(split["fire_best"], whole["fire_best"], rtol=1e-12)
-    # 100 force calls: three of the four starts quench and hop.
-    assert sum(hops >= 1 for hops in whole["hops"]) >= 2
+    # 100 force calls: about half the starts quench and hop.
+    assert sum(hops >= 1 for hops in whole["hops"]) >= 32
     np.testing.assert_allclose(
         split["hopping_positions"], whole["hopping_positions"], rtol=0, atol=1e-6
     )
