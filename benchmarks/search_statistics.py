@@ -28,26 +28,16 @@ import platform
 import jax
 import numpy as np
 from ase_learn2hop.training.run import current_commit
-from search_throughput import shipped_hopping_setup
+from search_throughput import start_shipped_hopping
 
 
 def run(name: str, batch: int, calls: int, key: int) -> dict:
     """The default search of ``batch`` starts for ``calls`` force calls."""
-    from ase_learn2hop import hopping_search
+    from ase_learn2hop import hopping_search, systems
     from ase_learn2hop.benchmark.protocol import global_minimum_threshold
 
-    system, weights, starts, hopping = shipped_hopping_setup(name, batch)
-    search = hopping_search.hopping_start(
-        weights.theta,
-        weights.config,
-        system.energy_fn,
-        starts,
-        system.context,
-        system.potential_parameters,
-        hopping=hopping,
-        key=jax.random.key(key),
-        target_energy=global_minimum_threshold(system.global_minimum),
-    )
+    target = global_minimum_threshold(systems.system_from_name(name).global_minimum)
+    search = start_shipped_hopping(name, batch, key, target)
     search = hopping_search.hopping_advance(search, calls)[0]
     first_hit = np.asarray(search.carry.first_hit)
     hits = first_hit[first_hit > 0]

@@ -17,6 +17,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import time
@@ -46,10 +47,13 @@ def shipped_hopping_setup(name: str, batch: int):
     return system, weights, starts, hopping
 
 
-def start_shipped_hopping(name: str, batch: int):
+def start_shipped_hopping(
+    name: str, batch: int, key: int = 1, target_energy: float = -math.inf
+):
     """``LearnedHopOptimizer(atoms, n_starts=batch)``'s batched search begun
-    at the starts of `shipped_hopping_setup` (key 1): a
-    `hopping_search.HoppingSearch`."""
+    at the starts of `shipped_hopping_setup` with ``jax.random.key(key)``: a
+    `hopping_search.HoppingSearch` (its driver counts the force calls to
+    ``target_energy``)."""
     from ase_learn2hop import hopping_search
 
     system, weights, starts, hopping = shipped_hopping_setup(name, batch)
@@ -61,7 +65,8 @@ def start_shipped_hopping(name: str, batch: int):
         system.context,
         system.potential_parameters,
         hopping=hopping,
-        key=jax.random.key(1),
+        key=jax.random.key(key),
+        target_energy=target_energy,
     )
 
 
