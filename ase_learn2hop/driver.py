@@ -48,7 +48,8 @@ from ase_learn2hop.descent import Optimizer, polish, select_tree
 RECORD_POINTS = 500
 #: Steps per jitted call by default.
 CHUNK_STEPS = 1000
-#: Name of the ``vmap`` axis of the driver's batch of starts (`batch_cond`).
+#: Name of the ``vmap`` axis of the driver's batch of starts (`batch_cond`,
+#: `batch_select`).
 VMAP_AXIS = "start"
 
 
