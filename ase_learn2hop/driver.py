@@ -97,6 +97,16 @@ def _finite_or_inf(energy: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(energy), energy, jnp.inf)
 
 
+def _inside_batch() -> bool:
+    """Whether the caller is traced inside the driver's batch (its ``vmap``
+    axis `VMAP_AXIS` is bound); false for one search or another ``vmap``."""
+    try:
+        jax.lax.axis_index(VMAP_AXIS)
+    except NameError:
+        return False
+    return True
+
+
 def batch_cond(predicate: jax.Array, true_fn: Callable, false_fn: Callable):
     """``lax.cond(predicate, true_fn, false_fn)`` of one start, for a branch
     that few starts of a batch take at any one step.
@@ -109,10 +119,9 @@ def batch_cond(predicate: jax.Array, true_fn: Callable, false_fn: Callable):
     conditional gives it, bit for bit. Outside the driver's batch (one
     search, or a ``vmap`` without that axis) it is the plain conditional.
     """
-    try:
-        taken = jax.lax.psum(jnp.asarray(predicate, jnp.int32), VMAP_AXIS) > 0
-    except NameError:  # not traced inside the driver's batch
+    if not _inside_batch():
         return jax.lax.cond(predicate, true_fn, false_fn)
+    taken = jax.lax.psum(jnp.asarray(predicate, jnp.int32), VMAP_AXIS) > 0
     return jax.lax.cond(
         taken, lambda: jax.lax.cond(predicate, true_fn, false_fn), false_fn
     )
@@ -130,9 +139,7 @@ def batch_select(predicate: jax.Array, true_fn: Callable, false_fn: Callable):
     in one product. Outside the driver's batch (one search) it is the plain
     conditional, which runs one branch.
     """
-    try:
-        jax.lax.axis_index(VMAP_AXIS)
-    except NameError:  # not traced inside the driver's batch
+    if not _inside_batch():
         return jax.lax.cond(predicate, true_fn, false_fn)
     return select_tree(predicate, true_fn(), false_fn())
 
