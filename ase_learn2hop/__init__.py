@@ -13,10 +13,15 @@ Schoenholz, Cubuk, ICML 2021).
 # float64 inside `ase_learn2hop.precision.float64()` (users compare energies
 # with their own codes to 1e-6), and only our own entry points (the
 # ``learn2hop`` command, training, examples, benchmarks) switch the global flag.
+# jax-md's submodules are imported on first use (`ase_learn2hop.lazy_imports`):
+# its package's own import compiled 123 programs in every process, and
+# started JAX.
 
 from ase_learn2hop.cpu_devices import ask_for_one_cpu_device_per_core
+from ase_learn2hop.lazy_imports import make_jax_md_lazy
 
 ask_for_one_cpu_device_per_core()
+make_jax_md_lazy()
 
 __version__ = "0.1.0"
 

@@ -41,6 +41,7 @@ BOUNDARY = {
     "restart",
     "compilation_cache",
     "cpu_devices",
+    "lazy_imports",
     "protocols",
     "optimizer",
 }

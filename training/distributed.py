@@ -33,14 +33,15 @@ def initialize_distributed(
     Must be called before any other JAX computation. Does nothing when no argument
     is given (a single-host run).
 
-    Importing ``jax_md`` (``ase_learn2hop.geometry`` and everything above it)
-    already starts JAX's backend: ``jax_md.rigid_body`` builds arrays at import
-    time, and ``jax.distributed.initialize`` then refuses to run. A program that
-    has imported those modules but computed nothing yet (the ``learn2hop``
-    command line, whose parser imports them) passes ``discard_import_backend``:
-    the backend is dropped (``jax.extend.backend.clear_backends``) and started
-    again inside the distributed system. Arrays made before, jax_md's import-time
-    shapes among them, stay on the dropped backend and must not be used.
+    A program that has already started JAX's backend (any computation, or
+    importing jax-md's whole package, whose ``jax_md.rigid_body`` builds arrays
+    at import; ``ase_learn2hop`` imports only the jax-md modules it uses,
+    `ase_learn2hop.lazy_imports`) makes ``jax.distributed.initialize`` refuse
+    to run. Such a program, if it has computed nothing it still needs (the
+    ``learn2hop`` command line), passes ``discard_import_backend``: the backend
+    is dropped (``jax.extend.backend.clear_backends``) and started again inside
+    the distributed system. Arrays made before stay on the dropped backend and
+    must not be used.
 
     Args:
         coordinator_address: "host:port" of process 0.
