@@ -198,8 +198,12 @@ def load_weights(name_or_path: str | os.PathLike) -> LearnedWeights:
 
 
 def _unflatten(tensors: dict[str, np.ndarray], config, path: Path) -> Theta:
-    template = init_theta(jax.random.key(0), config)
-    expected = _flatten(template)
+    # Shapes only: traced, not run (running it compiled the initializers).
+    template = jax.eval_shape(lambda: init_theta(jax.random.key(0), config))
+    expected = {
+        _key(tree_path): leaf
+        for tree_path, leaf in jax.tree_util.tree_leaves_with_path(template)
+    }
     if set(expected) != set(tensors):
         raise WeightFileError(
             f"{path} does not fit its feature/network configuration: missing "
