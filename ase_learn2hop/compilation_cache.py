@@ -10,26 +10,56 @@ import), and it never overrides a cache directory the user chose: if
 ``jax_compilation_cache_dir`` is already set, it is left alone. Move the cache
 with ``LEARN2HOP_CACHE`` (the folder ``jax`` inside it is used).
 
-Off by default, on with ``LEARN2HOP_COMPILATION_CACHE=1``. Decision: with jax
-0.10.1 on CPU, every program loaded from the cache logs an ERROR line claiming
-the compile machine's features ("+prefer-no-scatter", a tuning flag, not an
-instruction set) differ from the host's and that this "could lead to SIGILL";
-measured on this machine, an LJ13 search then takes 1.1 s instead of 5.5 s in
-the next process (benchmarks/compilation_cache.py), but a default that prints alarming errors on every run
-surprises users. Turn it on by default once JAX stops logging that.
+On by default where it works, decided once per machine and jaxlib:
+``LEARN2HOP_COMPILATION_CACHE=0`` turns it off, ``=1`` on whatever the
+check says. The check (`loads_cleanly`): with jax 0.10.1 on some x86 CPUs
+(Intel Cascade Lake, for one) XLA's loader rejects every program it reads
+back, because it counts LLVM tuning flags ("+prefer-no-gather") as CPU
+features the host lacks, and logs an ERROR line claiming this "could lead to
+SIGILL" for each one (jax-ml/jax#38445, openxla/xla#44565): there the cache
+never hits and only prints alarming lines. So the first `enable` on a
+machine compiles and reloads one small program in a child process (about 2 s,
+once) and keeps the verdict in the cache folder; the cache is used by
+default only where the reload was silent. Measured where it is: an LJ13
+search (construct + 1000 steps) in 3.9 s in a new process with a cold cache
+and 1.5 s with a warm one, after about 2 s of imports
+(benchmarks/results/compilation_cache.txt).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import platform
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import jax
 
 #: Environment variable that turns the cache on (1, true, yes) or off.
 SWITCH = "LEARN2HOP_COMPILATION_CACHE"
-#: Whether the cache is on when the environment says nothing (see above).
-DEFAULT_ON = False
+#: Largest size of our cache folder (bytes); JAX evicts the least recently
+#: used programs beyond it.
+MAX_SIZE = 2**30
+#: What `loads_cleanly` runs in a child process: compile one program into a
+#: fresh cache, forget it, and load it back.
+RELOAD_SCRIPT = """
+import sys
+import jax
+import jax.numpy as jnp
+jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+program = lambda x: jnp.sin(x) * x + 1.0
+jax.block_until_ready(jax.jit(program)(jnp.arange(16.0)))
+jax.clear_caches()
+jax.block_until_ready(jax.jit(program)(jnp.arange(16.0)))
+"""
+#: What XLA's loader logs when it rejects a cached program.
+REJECTION_SIGNS = ("SIGILL", "machine feature")
 
 
 def cache_directory() -> Path:
@@ -38,30 +68,96 @@ def cache_directory() -> Path:
     return Path(root) / "jax"
 
 
-def enabled_by_environment() -> bool:
+def switch_from_environment() -> bool | None:
     """``LEARN2HOP_COMPILATION_CACHE`` as a switch (1/true/yes or 0/false/no),
-    `DEFAULT_ON` when it is unset."""
+    ``None`` when it is unset."""
     value = os.environ.get(SWITCH, "").strip().lower()
     if not value:
-        return DEFAULT_ON
+        return None
     return value not in ("0", "false", "no")
+
+
+def host_identity() -> str:
+    """A short hash of what decides whether cached programs load: the CPU
+    (its model and instruction-set flags) and the jaxlib version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            lines = [
+                line.strip()
+                for line in cpuinfo
+                if line.startswith(("model name", "flags", "Features", "CPU part"))
+            ]
+        cpu = "\n".join(dict.fromkeys(lines)) or cpu
+    except OSError:
+        pass
+    text = f"{platform.machine()}\n{cpu}\njaxlib {jax.lib.__version__}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def reload_is_clean() -> bool | None:
+    """Whether a program compiled into a fresh cache loads back in a child
+    process without XLA's loader rejecting it (see the module's docstring);
+    ``None`` when the child failed otherwise (no verdict). Checked on the CPU
+    backend, where the rejection happens."""
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "JAX_PLATFORMS": "cpu"}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", RELOAD_SCRIPT, folder],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+    if any(sign in done.stderr for sign in REJECTION_SIGNS):
+        return False
+    return True if done.returncode == 0 else None
+
+
+def loads_cleanly(directory: Path) -> bool:
+    """This machine's verdict (`reload_is_clean`), checked once per CPU and
+    jaxlib and kept in ``directory`` (a check that failed otherwise counts as
+    "no" for this process and is tried again in the next)."""
+    verdict = directory / f"loads-cleanly-{host_identity()}.txt"
+    try:
+        return verdict.read_text().strip() == "yes"
+    except OSError:
+        pass
+    clean = reload_is_clean()
+    if clean is not None:
+        try:
+            verdict.write_text("yes\n" if clean else "no\n")
+        except OSError:
+            pass
+    return bool(clean)
 
 
 def enable() -> Path | None:
     """Turn JAX's persistent compilation cache on in our cache directory.
 
     Returns:
-        the folder in use, or ``None`` when switched off or when the user had
-        set their own cache directory (theirs is kept).
+        the folder in use, or ``None`` when switched off, when the user had
+        set their own cache directory (theirs is kept), or, left to the
+        default, where cached programs do not load cleanly (`loads_cleanly`).
     """
-    if not enabled_by_environment() or jax.config.jax_compilation_cache_dir:
+    switch = switch_from_environment()
+    if switch is False or jax.config.jax_compilation_cache_dir:
         return None
     directory = cache_directory()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
+    if switch is None and not loads_cleanly(directory):
+        return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
+    # JAX's eviction needs filelock (a dependency; absent, the cache grows).
+    if importlib.util.find_spec("filelock") is not None:
+        jax.config.update("jax_compilation_cache_max_size", MAX_SIZE)
     # Our searches compile many programs of well under a second each.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return directory

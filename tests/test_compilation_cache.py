@@ -1,10 +1,13 @@
-"""JAX's persistent compilation cache: with LEARN2HOP_COMPILATION_CACHE=1, on in
-our cache folder when the optimizer is used, never on import, never over the
-user's choice; off by default; a second process reuses it."""
+"""JAX's persistent compilation cache: on in our cache folder when the
+optimizer is used, never on import, never over the user's choice; by default
+only where this machine's check found that cached programs load cleanly; off
+with LEARN2HOP_COMPILATION_CACHE=0; a second process reuses it."""
 
 import os
 import subprocess
 import sys
+
+from ase_learn2hop import compilation_cache
 
 SCRIPT = """
 import sys, time, jax
@@ -27,39 +30,77 @@ def run(tmp_path, **environment):
     env = {**os.environ, "LEARN2HOP_CACHE": str(tmp_path), **environment}
     if "LEARN2HOP_COMPILATION_CACHE" not in environment:
         env.pop("LEARN2HOP_COMPILATION_CACHE", None)
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", SCRIPT, structure],
         capture_output=True,
         text=True,
         env=env,
         check=True,
-    ).stdout.split()
-    return out[0], out[1], float(out[2])
+    )
+    out = done.stdout.split()
+    return out[0], out[1], float(out[2]), done.stderr
+
+
+def enable_in_a_new_process(tmp_path, switch=None) -> str:
+    """What `compilation_cache.enable` returns in a new process."""
+    env = {**os.environ, "LEARN2HOP_CACHE": str(tmp_path)}
+    env.pop("LEARN2HOP_COMPILATION_CACHE", None)
+    if switch is not None:
+        env["LEARN2HOP_COMPILATION_CACHE"] = switch
+    script = (
+        "from ase_learn2hop import compilation_cache; print(compilation_cache.enable())"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.strip()
 
 
 def test_cache_is_used_by_the_optimizer_not_by_import(tmp_path):
-    before, after, first = run(tmp_path, LEARN2HOP_COMPILATION_CACHE="1")
+    before, after, first, _ = run(tmp_path, LEARN2HOP_COMPILATION_CACHE="1")
     assert before == "None"
     assert after == str(tmp_path / "jax")
     assert any((tmp_path / "jax").iterdir())
-    _, _, second = run(tmp_path, LEARN2HOP_COMPILATION_CACHE="1")
-    # The second process loads compiled programs instead of compiling them.
-    assert second < first
+    _, _, second, log = run(tmp_path, LEARN2HOP_COMPILATION_CACHE="1")
+    # The machine's check agrees with what the second process saw: XLA's
+    # loader rejected the cached programs (and said so) exactly where the
+    # check says they do not load cleanly.
+    rejected = any(sign in log for sign in compilation_cache.REJECTION_SIGNS)
+    clean = compilation_cache.reload_is_clean()
+    assert rejected == (clean is False)
+    if clean:
+        # The second process loads compiled programs instead of compiling them.
+        assert second < first
 
 
-def test_cache_is_off_by_default_and_can_be_switched_off(tmp_path):
-    environment = dict(os.environ)
-    environment.pop("LEARN2HOP_COMPILATION_CACHE", None)
-    for switch in (None, "0"):
-        extra = {} if switch is None else {"LEARN2HOP_COMPILATION_CACHE": switch}
-        _, after, _ = run(tmp_path, **extra)
-        assert after == "None"
-        assert not (tmp_path / "jax").exists()
+def test_by_default_the_machines_verdict_decides(tmp_path):
+    folder = tmp_path / "jax"
+    folder.mkdir()
+    verdict = folder / f"loads-cleanly-{compilation_cache.host_identity()}.txt"
+    verdict.write_text("no\n")
+    assert enable_in_a_new_process(tmp_path) == "None"
+    verdict.write_text("yes\n")
+    assert enable_in_a_new_process(tmp_path) == str(folder)
+    # Without a verdict, the check runs once and leaves its verdict.
+    verdict.unlink()
+    used = enable_in_a_new_process(tmp_path)
+    clean = verdict.read_text().strip() == "yes"
+    assert used == (str(folder) if clean else "None")
+
+
+def test_cache_can_be_switched_off(tmp_path):
+    assert enable_in_a_new_process(tmp_path, "0") == "None"
+    _, after, _, _ = run(tmp_path, LEARN2HOP_COMPILATION_CACHE="0")
+    assert after == "None"
+    assert not (tmp_path / "jax").exists()
 
 
 def test_the_users_own_cache_directory_is_kept(tmp_path):
     own = tmp_path / "mine"
-    _, after, _ = run(
+    _, after, _, _ = run(
         tmp_path, JAX_COMPILATION_CACHE_DIR=str(own), LEARN2HOP_COMPILATION_CACHE="1"
     )
     assert after == str(own)
