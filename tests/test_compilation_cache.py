@@ -4,8 +4,8 @@ only where this machine's check found that cached programs load cleanly; off
 with LEARN2HOP_COMPILATION_CACHE=0; a second process reuses it."""
 
 import os
-import subprocess
-import sys
+
+from python_process import run_python
 
 from ase_learn2hop import compilation_cache
 
@@ -27,35 +27,19 @@ def run(tmp_path, **environment):
     structure = os.path.join(
         os.path.dirname(__file__), "data", "lj13_global_minimum.xyz"
     )
-    env = {**os.environ, "LEARN2HOP_CACHE": str(tmp_path), **environment}
-    if "LEARN2HOP_COMPILATION_CACHE" not in environment:
-        env.pop("LEARN2HOP_COMPILATION_CACHE", None)
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, structure],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
+    environment.setdefault("LEARN2HOP_COMPILATION_CACHE", None)
+    done = run_python(SCRIPT, structure, LEARN2HOP_CACHE=str(tmp_path), **environment)
     out = done.stdout.split()
     return out[0], out[1], float(out[2]), done.stderr
 
 
 def enable_in_a_new_process(tmp_path, switch=None) -> str:
     """What `compilation_cache.enable` returns in a new process."""
-    env = {**os.environ, "LEARN2HOP_CACHE": str(tmp_path)}
-    env.pop("LEARN2HOP_COMPILATION_CACHE", None)
-    if switch is not None:
-        env["LEARN2HOP_COMPILATION_CACHE"] = switch
     script = (
         "from ase_learn2hop import compilation_cache; print(compilation_cache.enable())"
     )
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
+    return run_python(
+        script, LEARN2HOP_CACHE=str(tmp_path), LEARN2HOP_COMPILATION_CACHE=switch
     ).stdout.strip()
 
 

@@ -1,21 +1,12 @@
 """Importing ase_learn2hop compiles nothing and imports only the jax-md
 modules it uses; jax-md stays whole for the user."""
 
-import os
-import subprocess
-import sys
+from python_process import run_python
 
 
-def run(script: str) -> subprocess.CompletedProcess:
+def run(script: str):
     # JAX logs every compilation with JAX_LOG_COMPILES=1 ("Compiling jit(...)").
-    env = {**os.environ, "JAX_LOG_COMPILES": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
+    return run_python(script, JAX_LOG_COMPILES="1")
 
 
 def test_importing_the_optimizer_compiles_nothing():
