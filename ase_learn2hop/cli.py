@@ -294,10 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     jax.config.update("jax_enable_x64", True)
     from ase_learn2hop import compilation_cache
 
-    # Compiled programs persist between runs with LEARN2HOP_COMPILATION_CACHE=1.
-    compilation_cache.enable()
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Compiled programs persist between runs (`compilation_cache`; after the
+    # parser, so that --help never waits for the machine's one-time check).
+    compilation_cache.enable()
     try:
         return args.handler(args)
     except _input_errors() as error:
