@@ -100,6 +100,9 @@ def reload_is_clean() -> bool | None:
     process without XLA's loader rejecting it (see the module's docstring);
     ``None`` when the child failed otherwise (no verdict). Checked on the CPU
     backend, where the rejection happens."""
+    if getattr(sys, "frozen", False):
+        # A frozen application's executable is not a Python to run -c with.
+        return None
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "JAX_PLATFORMS": "cpu"}
         try:

@@ -88,3 +88,30 @@ def test_the_users_own_cache_directory_is_kept(tmp_path):
         tmp_path, JAX_COMPILATION_CACHE_DIR=str(own), LEARN2HOP_COMPILATION_CACHE="1"
     )
     assert after == str(own)
+
+
+def test_the_check_reads_the_loaders_rejection(monkeypatch):
+    # The line XLA's CPU loader logs on the CPUs of jax-ml/jax#38445 (the
+    # message as the issue quotes it, in a glog line).
+    rejection = (
+        "E0612 cpu_aot_loader.cc:195] Loading XLA:CPU AOT result. Target machine "
+        "feature +prefer-no-gather is not supported on the host machine. Machine "
+        "type used for XLA:CPU compilation doesn't match the machine type for "
+        "execution. This could lead to execution errors such as SIGILL.\n"
+    )
+    outcomes = {
+        (0, ""): True,
+        (0, rejection): False,
+        (1, "Traceback ...\nModuleNotFoundError: No module named 'jax'\n"): None,
+    }
+    for (returncode, stderr), verdict in outcomes.items():
+        monkeypatch.setattr(
+            compilation_cache.subprocess,
+            "run",
+            lambda command, returncode=returncode, stderr=stderr, **_: (
+                compilation_cache.subprocess.CompletedProcess(
+                    command, returncode, "", stderr
+                )
+            ),
+        )
+        assert compilation_cache.reload_is_clean() is verdict
