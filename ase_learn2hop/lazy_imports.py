@@ -3,10 +3,10 @@
 We use two of jax-md's modules (`jax_md.space`, `jax_md.partition`), but
 ``import jax_md.space`` runs jax-md's package ``__init__``, which imports
 every submodule: ``jax_md.rigid_body`` compiles 123 small XLA programs at
-import and ``jax_md.nn`` pulls in flax, e3nn, sympy and scipy.signal. That
-cost 6 s of the 6.6 s of ``from ase_learn2hop import LearnedHopOptimizer``
-in every new process, more than compiling an LJ13 search
-(`benchmarks/import_time.py`, `benchmarks/results/import_time.md`).
+import and ``jax_md.nn`` pulls in flax, e3nn, sympy and scipy.signal.
+Importing the optimizer took 8.8 s that way in every new process, more than
+compiling an LJ13 search, and takes 2.5 s without it (``import jax`` alone
+1.5 s; `benchmarks/import_time.py`, `benchmarks/results/import_time.md`).
 
 `make_jax_md_lazy` registers jax-md's package without running its
 ``__init__`` (which does nothing but import the submodules) and gives it a
