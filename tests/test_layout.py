@@ -4,10 +4,9 @@ tool; no module imports another that imports it back; no module is huge."""
 
 import ast
 import pathlib
-import subprocess
-import sys
 
 import pytest
+from python_process import run_python
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "ase_learn2hop"
 TRAINING = PACKAGE.parent / "training"
@@ -93,9 +92,7 @@ def test_importing_the_core_loads_neither_ase_nor_matplotlib():
         + "".join(f"import ase_learn2hop.{name}\n" for name in sorted(CORE))
         + "print(sorted(m for m in ('ase', 'matplotlib') if m in sys.modules))"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    loaded = run_python(code).stdout.strip()
     assert loaded == "[]"
 
 
