@@ -158,11 +158,11 @@ def basin_hopping_descent(
             energy=energy,
             gradient=gradient,
             adam=adam.init(positions),
-            descent_step=jnp.array(0),
+            descent_step=jnp.zeros((), int),
             minimum_positions=positions,
             minimum_energy=jnp.asarray(jnp.inf, dtype=energy.dtype),
             key=key,
-            accepted=jnp.array(0),
+            accepted=jnp.zeros((), int),
         )
 
     def step_fn(state, parameters, shared=None):

@@ -278,8 +278,8 @@ def fire_descent(
             jnp.zeros_like(positions),
             jnp.asarray(learning_rate, dtype=positions.dtype),
             jnp.asarray(alpha_start, dtype=positions.dtype),
-            jnp.array(0),
-            jnp.array(0),
+            jnp.zeros((), int),
+            jnp.zeros((), int),
         )
 
     def step_fn(state, parameters, shared=None):

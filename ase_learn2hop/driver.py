@@ -156,9 +156,11 @@ def start_one(
     traceable (`driver_init` vmaps it; `search.learned_search` calls it)."""
     state = optimizer.init_fn(positions, parameters, shared, key)
     energy = _finite_or_inf(state.energy)
-    # NaN compares False: a blown-up start never counts as a hit.
-    first_hit = jnp.where(state.energy <= target_energy, 1, -1)
-    return DriverState(state, energy, state.positions, first_hit, jnp.asarray(1))
+    # NaN compares False: a blown-up start never counts as a hit. The counters
+    # are not weakly typed, so that `saved_programs` may keep the programs.
+    first_hit = jnp.where(state.energy <= target_energy, 1, -1).astype(int)
+    force_calls = jnp.asarray(1, dtype=int)
+    return DriverState(state, energy, state.positions, first_hit, force_calls)
 
 
 def step_one(
@@ -190,10 +192,14 @@ def driver_init(
     positions: jax.Array,
     parameters: Any,
     shared: Any,
-    keys: jax.Array,
+    key: jax.Array | None,
     target_energy: jax.Array,
 ) -> DriverState:
-    """Initial `DriverState` for ``[batch, n, 3]`` starts (one force call each)."""
+    """Initial `DriverState` for ``[batch, n, 3]`` starts (one force call each),
+    ``key`` split into one per start (`start_keys`)."""
+    # Split here, not eagerly: an eager split compiles a program per batch
+    # size in every new process.
+    keys = start_keys(key, positions.shape[0])
     return devices.over_batch(
         lambda x, p, k: start_one(optimizer, x, p, shared, k, target_energy)
     )(positions, parameters, keys)
@@ -311,10 +317,8 @@ def start(
     batch = positions.shape[0]
     # Split over the devices (one per CPU core, `devices`): the carry comes
     # out split the same way, and every chunk keeps it so.
-    positions, parameters, keys = devices.distribute(
-        (positions, parameters, start_keys(key, batch)), batch
-    )
-    return driver_init(optimizer, positions, parameters, shared, keys, target)
+    positions, parameters = devices.distribute((positions, parameters), batch)
+    return driver_init(optimizer, positions, parameters, shared, key, target)
 
 
 def advance(
@@ -373,7 +377,7 @@ def advance(
             # A neighbour list was too short: grow it, run the chunk again.
             parameters, before = neighbours.grown(parameters, before, carry)
             carry, energies, made = run_chunk(before, parameters, chunk)
-        made = int(np.max(made))
+        made = int(np.asarray(made).max())  # np.max would call jax's max
         records.append(np.asarray(energies)[:, every - 1 : made : every])
         record_steps.extend(done + every * np.arange(1, made // every + 1))
         done += made

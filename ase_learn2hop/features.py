@@ -377,7 +377,9 @@ def feature_blocks(
             centered_positions(positions, context).reshape(components, 1)
         )
     decays = jnp.asarray(DECAY_RATES, dtype=dtype)[:, None, None]
-    bias_correction = 1.0 - decays ** (step + 1.0)
+    # The exponent in the features' dtype, whether the step count is weakly
+    # typed or not (an int64 one would make the moments float64).
+    bias_correction = 1.0 - decays ** jnp.asarray(step + 1, dtype=dtype)
     if feature_set.decays:
         per_component.append(rows(first_moments))
         per_component.append(rows(second_moments))

@@ -212,7 +212,8 @@ def init(
     (`neighbours.initial`; rebuilt at the first update)."""
     zeros = jnp.zeros((len(DECAY_RATES),) + positions.shape, positions.dtype)
     listed = None if context is None else neighbours.initial(context, positions)
-    return LearnedOptimizerState(jnp.asarray(0), zeros, zeros, listed)
+    step = jnp.asarray(0, dtype=int)  # not weakly typed (`saved_programs`)
+    return LearnedOptimizerState(step, zeros, zeros, listed)
 
 
 def restart(state: LearnedOptimizerState) -> LearnedOptimizerState:

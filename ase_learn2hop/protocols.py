@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ase_learn2hop import cycles, features, hopping_search
@@ -164,7 +163,7 @@ def start_search(optimizer, positions: np.ndarray):
                 weights.theta,
                 weights.config,
                 optimizer.energy_fn,
-                jnp.asarray(positions),
+                jax.device_put(positions),  # jnp.asarray compiles a program
                 context,
                 optimizer.potential_parameters,
                 hopping=optimizer.hopping,
@@ -174,7 +173,7 @@ def start_search(optimizer, positions: np.ndarray):
             weights.theta,
             weights.config,
             optimizer.energy_fn,
-            jnp.asarray(positions),
+            jax.device_put(positions),
             context,
             optimizer.potential_parameters,
             horizon=weights.horizon,

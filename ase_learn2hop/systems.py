@@ -73,6 +73,24 @@ class StructureContext(NamedTuple):
     neighbour_list: Any = None
 
 
+def one_element_context(
+    n_atoms: int, length_scale: float, geometry: Geometry = FREE
+) -> StructureContext:
+    """The `StructureContext` of a one-element system: species 0, zero
+    descriptors. Built on the host (``jax.device_put``, as ``jnp.asarray``
+    gives it, weak typing included): an eager ``jnp.zeros`` compiles a
+    program per shape in every new process."""
+    descriptors = (n_atoms, N_SPECIES_DESCRIPTORS)
+    return StructureContext(
+        species=jax.device_put(np.zeros(n_atoms, dtype=np.int32)),
+        species_descriptors=jax.device_put(
+            np.zeros(descriptors, jax.dtypes.canonicalize_dtype(np.float64))
+        ),
+        length_scale=jax.device_put(length_scale),
+        geometry=geometry,
+    )
+
+
 class System(NamedTuple):
     """One optimization problem (see module docstring).
 
@@ -183,11 +201,7 @@ def lennard_jones_system(
             reduced_minimum, n_atoms, parameters
         )
     length_scale = potentials.lennard_jones_length_scale(parameters)
-    context = StructureContext(
-        species=jnp.zeros(n_atoms, dtype=jnp.int32),
-        species_descriptors=jnp.zeros((n_atoms, N_SPECIES_DESCRIPTORS)),
-        length_scale=jnp.asarray(length_scale),
-    )
+    context = one_element_context(n_atoms, length_scale)
     return System(
         name=f"lj{n_atoms}",
         potential="lj",
@@ -328,11 +342,8 @@ def silicon_system(
         raise ValueError("silicon_system needs a periodic geometry")
     # Raises for a cell too small for the minimum image.
     energy_fn = potentials.stillinger_weber(geometry)
-    context = StructureContext(
-        species=jnp.zeros(n_atoms, dtype=jnp.int32),
-        species_descriptors=jnp.zeros((n_atoms, N_SPECIES_DESCRIPTORS)),
-        length_scale=jnp.asarray(potentials.STILLINGER_WEBER_LENGTH_SCALE),
-        geometry=geometry,
+    context = one_element_context(
+        n_atoms, potentials.STILLINGER_WEBER_LENGTH_SCALE, geometry
     )
     reference = (
         SI64_REFERENCE_ENERGY
@@ -430,9 +441,17 @@ def starting_structures(key: jax.Array, system: System, n_starts: int) -> jax.Ar
 def broadcast_to_batch(tree: Any, batch_size: int) -> Any:
     """Give every array leaf of ``tree`` a leading axis of ``batch_size`` (static
     leaves such as a `geometry.Geometry` are kept as they are)."""
-    return jax.tree_util.tree_map(
-        lambda leaf: jnp.broadcast_to(
-            jnp.asarray(leaf), (batch_size,) + jnp.shape(leaf)
-        ),
-        tree,
-    )
+
+    def broadcast(leaf):
+        shape = (batch_size,) + jnp.shape(leaf)
+        if isinstance(leaf, np.ndarray) or (
+            isinstance(leaf, jax.Array)
+            and not isinstance(leaf, jax.core.Tracer)
+            and not leaf.weak_type
+        ):
+            # On the host: an eager jnp.broadcast_to compiles a program per
+            # shape in every new process. (A weakly typed leaf stays weak.)
+            return jax.device_put(np.broadcast_to(np.asarray(leaf), shape))
+        return jnp.broadcast_to(jnp.asarray(leaf), shape)
+
+    return jax.tree_util.tree_map(broadcast, tree)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
@@ -217,7 +216,9 @@ def _unflatten(tensors: dict[str, np.ndarray], config, path: Path) -> Theta:
                 f"configuration needs {array.shape} (feature set changed?)"
             )
     return jax.tree_util.tree_map_with_path(
-        lambda tree_path, _: jnp.asarray(tensors[_key(tree_path)]), template
+        # device_put: jnp.asarray compiles a program per shape in a new process.
+        lambda tree_path, _: jax.device_put(tensors[_key(tree_path)]),
+        template,
     )
 
 
