@@ -27,7 +27,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from ase_learn2hop import geometry as geometries
-from ase_learn2hop import potentials
+from ase_learn2hop import potentials, saved_programs
 from ase_learn2hop.geometry import FREE, Geometry, periodic_cell, periodic_cube
 from ase_learn2hop.precision import in_float64
 
@@ -129,8 +129,10 @@ def _checked(energy, positions, geometry):
     return value, forces, closest_pair, distances.ravel()[flat_index]
 
 
-_shared_energy_and_forces = jax.jit(_energy_and_forces)
-_shared_checked = jax.jit(_checked, static_argnames=("geometry",))
+# Saved across processes (`saved_programs`): a new process's first energy
+# call then neither traces nor lowers.
+_shared_energy_and_forces = saved_programs.saved_jit(_energy_and_forces)
+_shared_checked = saved_programs.saved_jit(_checked, static_argnames=("geometry",))
 
 
 class JaxCalculator(Calculator):

@@ -8,7 +8,10 @@ same shapes loads the compiled programs from disk instead of compiling them.
 `LearnedHopOptimizer` and the ``learn2hop`` command call `enable` (never an
 import), and it never overrides a cache directory the user chose: if
 ``jax_compilation_cache_dir`` is already set, it is left alone. Move the cache
-with ``LEARN2HOP_CACHE`` (the folder ``jax`` inside it is used).
+with ``LEARN2HOP_CACHE`` (the folder ``jax`` inside it is used). With it,
+the search's own programs are kept as exported StableHLO in the folder
+``programs`` beside it (`saved_programs`), so a new process neither traces nor
+lowers them either.
 
 On by default where it works, decided once per machine and jaxlib:
 ``LEARN2HOP_COMPILATION_CACHE=0`` turns it off, ``=1`` on whatever the
@@ -39,6 +42,8 @@ import tempfile
 from pathlib import Path
 
 import jax
+
+from ase_learn2hop import saved_programs
 
 #: Environment variable that turns the cache on (1, true, yes) or off.
 SWITCH = "LEARN2HOP_COMPILATION_CACHE"
@@ -149,9 +154,12 @@ def enable() -> Path | None:
         default, where cached programs do not load cleanly (`loads_cleanly`).
     """
     switch = switch_from_environment()
+    directory = cache_directory()
+    if switch is not False and jax.config.jax_compilation_cache_dir == str(directory):
+        return directory  # turned on by an earlier call
+    saved_programs.enable(None)
     if switch is False or jax.config.jax_compilation_cache_dir:
         return None
-    directory = cache_directory()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -159,6 +167,7 @@ def enable() -> Path | None:
     if switch is None and not loads_cleanly(directory):
         return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
+    saved_programs.enable(directory.parent / "programs")
     # JAX's eviction needs filelock (a dependency; absent, the cache grows).
     if importlib.util.find_spec("filelock") is not None:
         jax.config.update("jax_compilation_cache_max_size", MAX_SIZE)

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import devices, neighbours
+from ase_learn2hop import devices, neighbours, saved_programs
 from ase_learn2hop.descent import Optimizer, polish, select_tree
 
 #: Energy records kept per run by default (a figure needs no more).
@@ -186,7 +186,7 @@ def step_one(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer",))
+@saved_programs.saved_jit(static_argnames=("optimizer",))
 def driver_init(
     optimizer: Optimizer,
     positions: jax.Array,
@@ -205,7 +205,7 @@ def driver_init(
     )(positions, parameters, keys)
 
 
-@functools.partial(jax.jit, static_argnames=("optimizer", "steps", "stop_at_target"))
+@saved_programs.saved_jit(static_argnames=("optimizer", "steps", "stop_at_target"))
 def driver_advance(
     optimizer: Optimizer,
     carry: DriverState,

@@ -80,6 +80,7 @@ def test_cache_can_be_switched_off(tmp_path):
     _, after, _, _ = run(tmp_path, LEARN2HOP_COMPILATION_CACHE="0")
     assert after == "None"
     assert not (tmp_path / "jax").exists()
+    assert not (tmp_path / "programs").exists()
 
 
 def test_the_users_own_cache_directory_is_kept(tmp_path):
