@@ -14,7 +14,6 @@ returning a new one.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -23,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import devices, driver
+from ase_learn2hop import devices, driver, saved_programs
 from ase_learn2hop.descent import (
     POLISH_LEARNING_RATE,
     POLISH_STEPS,
@@ -98,8 +97,8 @@ class CycleSearch(NamedTuple):
         return np.asarray(self.carry.state.energy)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("energy_fn", "polish_steps", "polish_learning_rate")
+@saved_programs.saved_jit(
+    static_argnames=("energy_fn", "polish_steps", "polish_learning_rate")
 )
 def _finish_cycles(
     energy_fn,
@@ -291,7 +290,7 @@ def cycles_finish(
         np.asarray(result.final_positions),
         best_positions,
     )
-    return _restart(search, jnp.asarray(restart))
+    return _restart(search, jax.device_put(restart))
 
 
 def _restart_where(

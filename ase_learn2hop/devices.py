@@ -88,6 +88,15 @@ def distribute(tree: Any, batch: int) -> Any:
     def place(leaf):
         if np.ndim(leaf) == 0 or np.shape(leaf)[0] != batch:
             return leaf
+        if (
+            isinstance(leaf, jax.Array)
+            and not leaf.weak_type
+            and {device.platform for device in leaf.devices()} == {"cpu"}
+            and len(leaf.devices()) == 1
+        ):
+            # Through NumPy (the same memory): splitting a one-device array
+            # compiles a slicing program per shape in every new process.
+            leaf = np.asarray(leaf)
         return jax.device_put(leaf, sharding)
 
     return jax.tree_util.tree_map(place, tree)

@@ -32,7 +32,6 @@ context), ``shared`` do not (the learned optimizer's ``theta``).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -447,8 +446,8 @@ def run_batched(
     )
 
 
-@functools.partial(
-    jax.jit, static_argnames=("energy_fn", "geometry", "steps", "learning_rate")
+@saved_programs.saved_jit(
+    static_argnames=("energy_fn", "geometry", "steps", "learning_rate")
 )
 def polish_batch(
     energy_fn: Callable,

@@ -15,12 +15,11 @@ reports after 1000 steps.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ase_learn2hop import saved_programs
 from ase_learn2hop.geometry import FREE, Geometry, periodic_cell, periodic_cube
 from ase_learn2hop.potentials import soft_sphere
 
@@ -81,8 +80,7 @@ def harmonic_initialization(
     )
 
 
-@functools.partial(
-    jax.jit,
+@saved_programs.saved_jit(
     static_argnames=("geometry", "scaled_geometry", "n_atoms", "n_starts", "steps"),
 )
 def _harmonic_initialization(
