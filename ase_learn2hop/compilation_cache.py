@@ -31,6 +31,7 @@ and 1.5 s with a warm one, after about 2 s of imports
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -50,6 +51,8 @@ SWITCH = "LEARN2HOP_COMPILATION_CACHE"
 #: Largest size of our cache folder (bytes); JAX evicts the least recently
 #: used programs beyond it.
 MAX_SIZE = 2**30
+#: Programs kept by `ProgramFolder` (about 70 kB each for LJ13's search).
+MAX_PROGRAMS = 1000
 #: What `loads_cleanly` runs in a child process: compile one program into a
 #: fresh cache, forget it, and load it back.
 RELOAD_SCRIPT = """
@@ -145,6 +148,56 @@ def loads_cleanly(directory: Path) -> bool:
     return bool(clean)
 
 
+@functools.cache
+def package_source_hash() -> str:
+    """A hash of this package's Python source (the salt of saved programs'
+    keys: a program built from other code is another program)."""
+    source = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        source.update(str(path.relative_to(package)).encode())
+        source.update(path.read_bytes())
+    return source.hexdigest()
+
+
+class ProgramFolder:
+    """`saved_programs.ProgramStore` as files ``<key>.program`` in ``folder``:
+    written whole (a temporary file renamed), at most `MAX_PROGRAMS` kept, the
+    least recently used removed beyond it."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.salt = package_source_hash()
+
+    def load(self, key: str) -> bytes | None:
+        path = self.folder / f"{key}.program"
+        try:
+            data = path.read_bytes()
+            os.utime(path)  # most recently used
+        except OSError:
+            return None
+        return data
+
+    def save(self, key: str, data: bytes) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.folder, delete=False) as file:
+                file.write(data)
+            os.replace(file.name, self.folder / f"{key}.program")
+            saved = sorted(self.folder.glob("*.program"), key=_modified)
+            for old in saved[:-MAX_PROGRAMS]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed by another process meanwhile
+        return 0.0
+
+
 def enable() -> Path | None:
     """Turn JAX's persistent compilation cache on in our cache directory.
 
@@ -167,7 +220,7 @@ def enable() -> Path | None:
     if switch is None and not loads_cleanly(directory):
         return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
-    saved_programs.enable(directory.parent / "programs")
+    saved_programs.enable(ProgramFolder(directory.parent / "programs"))
     # JAX's eviction needs filelock (a dependency; absent, the cache grows).
     if importlib.util.find_spec("filelock") is not None:
         jax.config.update("jax_compilation_cache_max_size", MAX_SIZE)

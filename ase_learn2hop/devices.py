@@ -90,6 +90,7 @@ def distribute(tree: Any, batch: int) -> Any:
             return leaf
         if (
             isinstance(leaf, jax.Array)
+            and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
             and not leaf.weak_type
             and {device.platform for device in leaf.devices()} == {"cpu"}
             and len(leaf.devices()) == 1

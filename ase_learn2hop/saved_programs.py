@@ -6,20 +6,23 @@ compilation in a new process, but its key is the lowered program, so every
 process still traces the search's Python code and lowers it to StableHLO
 first: about 0.5 s for one LJ13 search on a 2-core CPU, most of what a warm
 run still pays. `saved_jit` is ``jax.jit`` that also keeps each program it
-compiles as a ``jax.export``-ed StableHLO module in the cache folder, under a
-key computed without tracing (`fingerprint`): the function, its static
-arguments described by value (functions by their code, defaults and closed-over
-values), the shapes, dtypes and shardings of the other arguments, JAX's
-configuration, the devices, the versions of the libraries that build the
-program and a hash of this package's source. A later process with the same
-key loads the module and calls it; its compilation then hits JAX's cache.
+compiles as a ``jax.export``-ed StableHLO module in a `ProgramStore` (the
+cache folder's ``programs``: `compilation_cache.ProgramFolder`), under a key
+computed without tracing (`fingerprint`): the function, its static arguments
+described by value (functions by their code, defaults and closed-over values),
+the pytree structure by value, the shapes, dtypes, weak types and shardings of
+the other arguments, JAX's configuration, the devices, the versions of the
+libraries that build the program and the store's salt (a hash of this
+package's source). A later process with the same key loads the module and
+calls it; its compilation then hits JAX's cache.
 
 Anything the key cannot describe by value (an ASE calculator behind the
 generic path, an object of an unknown class) falls back to plain ``jax.jit``,
 as does a program ``jax.export`` refuses (host callbacks): a miss costs what
 ``jax.jit`` costs, never a wrong program. Only active where `enable` was
-called (by `compilation_cache.enable`, so ``LEARN2HOP_COMPILATION_CACHE=0``
-turns this off too).
+given a store (by `compilation_cache.enable`, so ``LEARN2HOP_COMPILATION_CACHE=0``
+turns this off too). What a store holds is unpickled: it is trusted as JAX's
+compilation cache is (which holds native code).
 """
 
 from __future__ import annotations
@@ -30,22 +33,17 @@ import functools
 import hashlib
 import importlib.metadata
 import inspect
-import os
 import pickle
 import sys
-import tempfile
 import types
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import numpy as np
 
-#: Raise it when the saved files' layout changes.
+#: Raise it when what a store holds changes layout.
 FORMAT = 1
-#: Saved programs kept; the least recently used beyond it are removed.
-MAX_PROGRAMS = 1000
 #: Libraries whose code builds the programs (their versions join the key).
 LIBRARIES = ("jax", "jaxlib", "jax-md", "optax", "flax", "numpy", "ml_dtypes")
 #: Modules whose functions and classes a key may name: this package (its
@@ -57,13 +55,26 @@ TRUSTED_MODULES = frozenset(
     | {"ml_dtypes", "builtins", "functools", "operator", "math"}
 )
 
-_folder: Path | None = None
+
+class ProgramStore(Protocol):
+    """Where saved programs live (`compilation_cache.ProgramFolder`)."""
+
+    #: Joins every key: what the programs depend on that the key cannot see
+    #: (this package's source).
+    salt: str
+
+    def load(self, key: str) -> bytes | None: ...
+
+    def save(self, key: str, data: bytes) -> None: ...
 
 
-def enable(folder: Path | None) -> None:
-    """Save and load programs in ``folder`` from now on (``None``: stop)."""
-    global _folder
-    _folder = None if folder is None else Path(folder)
+_store: ProgramStore | None = None
+
+
+def enable(store: ProgramStore | None) -> None:
+    """Save and load programs in ``store`` from now on (``None``: stop)."""
+    global _store
+    _store = store
 
 
 class NotDescribable(TypeError):
@@ -203,19 +214,14 @@ def describe(value: Any) -> Any:
 
 @functools.cache
 def _environment() -> tuple:
-    """What every key shares: the libraries, this package's source, Python."""
+    """What every key shares: the libraries' versions, Python's."""
     versions = []
     for library in LIBRARIES:
         try:
             versions.append((library, importlib.metadata.version(library)))
         except importlib.metadata.PackageNotFoundError:
             versions.append((library, None))
-    source = hashlib.sha256()
-    package = Path(__file__).parent
-    for path in sorted(package.rglob("*.py")):
-        source.update(str(path.relative_to(package)).encode())
-        source.update(path.read_bytes())
-    return (FORMAT, sys.version, tuple(versions), source.hexdigest())
+    return (FORMAT, sys.version, tuple(versions))
 
 
 def _leaf_signature(leaf: Any) -> tuple:
@@ -236,13 +242,15 @@ def _local_signature(leaf: Any) -> Any:
     return _leaf_signature(leaf)
 
 
-def fingerprint(function: Callable, static: tuple, treedef: Any, leaves: list) -> str:
+def fingerprint(
+    function: Callable, static: tuple, treedef: Any, leaves: list, salt: str = ""
+) -> str:
     """The key of ``function``'s program for these static arguments and these
     traced ``leaves`` (flattened by ``treedef``); raises `NotDescribable`."""
     configuration = tuple(sorted((k, repr(v)) for k, v in jax.config.values.items()))
     devices = tuple((d.platform, d.device_kind, d.id) for d in jax.devices())
     description = (
-        _environment(), configuration, devices, describe(function),
+        _environment(), salt, configuration, devices, describe(function),
         describe(static), describe_treedef(treedef),
         tuple(_leaf_signature(x) for x in leaves),
     )  # fmt: skip
@@ -269,27 +277,14 @@ def _wrapped_keys(leaves: list, impls: tuple) -> list:
     ]
 
 
-def _load(path: Path) -> tuple | None:
-    try:
-        with open(path, "rb") as stored:
-            blob, out_treedef, out_keys = pickle.load(stored)
-        os.utime(path)  # most recently used
-        return jax.export.deserialize(blob), out_treedef, out_keys
-    except Exception:  # noqa: BLE001  (a truncated or foreign file is a miss)
+def _loaded(data: bytes | None) -> tuple | None:
+    if data is None:
         return None
-
-
-def _save(folder: Path, path: Path, saved: tuple) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as written:
-            pickle.dump(saved, written)
-        os.replace(written.name, path)
-        programs = sorted(folder.glob("*.program"), key=lambda p: p.stat().st_mtime)
-        for old in programs[:-MAX_PROGRAMS]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        pass
+        blob, out_treedef, out_keys = pickle.loads(data)
+        return jax.export.deserialize(blob), out_treedef, out_keys
+    except Exception:  # noqa: BLE001  (a truncated or foreign entry is a miss)
+        return None
 
 
 class _Program(NamedTuple):
@@ -317,7 +312,8 @@ class SavedJit:
         return getattr(self.jitted, name)
 
     def __call__(self, *args, **kwargs):
-        if _folder is None:
+        store = _store
+        if store is None:
             return self.jitted(*args, **kwargs)
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
@@ -329,20 +325,19 @@ class SavedJit:
         leaves, treedef = jax.tree_util.tree_flatten(traced)
         local_key = (static, treedef, tuple(map(_local_signature, leaves)))
         if local_key not in self.programs:
-            self.programs[local_key] = self._program(_folder, static, treedef, leaves)
+            self.programs[local_key] = self._program(store, static, treedef, leaves)
         program = self.programs[local_key]
         if program is None:
             return self.jitted(*args, **kwargs)
         return jax.tree_util.tree_unflatten(program.out_treedef, program.call(*leaves))
 
-    def _program(self, folder, static, treedef, leaves) -> _Program | None:
+    def _program(self, store, static, treedef, leaves) -> _Program | None:
         try:
-            key = fingerprint(self.function, static, treedef, leaves)
+            key = fingerprint(self.function, static, treedef, leaves, store.salt)
         except NotDescribable:
             return None
         in_keys = tuple(_key_impl(x) for x in leaves)
-        path = folder / f"{key}.program"
-        loaded = _load(path) if path.exists() else None
+        loaded = _loaded(store.load(key))
         if loaded is None:
             found = {}
 
@@ -367,7 +362,7 @@ class SavedJit:
                 # A loaded program's outputs are never weakly typed: the
                 # programs they feed would trace apart from plain jit's.
                 return None
-            _save(folder, path, (blob, found["treedef"], found["keys"]))
+            store.save(key, pickle.dumps((blob, found["treedef"], found["keys"])))
             # Called as loaded, so this process computes what later ones do.
             loaded = jax.export.deserialize(blob), found["treedef"], found["keys"]
         exported, out_treedef, out_keys = loaded

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from python_process import run_python
 
-from ase_learn2hop import descent, devices, features, potentials, saved_programs
+from ase_learn2hop import (
+    compilation_cache,
+    descent,
+    devices,
+    features,
+    potentials,
+    saved_programs,
+)
 from ase_learn2hop.geometry import FREE
 
 SEARCH = """
@@ -92,6 +99,11 @@ def test_the_key_describes_values_not_objects():
     assert key(functools.partial(select, zeros)) != key(functools.partial(select, ones))
     adam = descent.adam_descent.__wrapped__
     assert key(FIRE(LJ, 0.1), (), x) != key(adam(LJ, 0.1), (), x)
+    # The store's salt (the package's source hash) joins every key.
+    tree = jax.tree_util.tree_structure([x])
+    assert saved_programs.fingerprint(LJ, (), tree, [x], "a") != (
+        saved_programs.fingerprint(LJ, (), tree, [x], "b")
+    )
 
 
 def test_the_key_follows_our_module_constants(monkeypatch):
@@ -132,7 +144,7 @@ def folder(tmp_path, monkeypatch):
     # Functions of this file count as trusted here, as the package's own do.
     trusted = saved_programs.TRUSTED_MODULES | {__name__}
     monkeypatch.setattr(saved_programs, "TRUSTED_MODULES", trusted)
-    saved_programs.enable(tmp_path)
+    saved_programs.enable(compilation_cache.ProgramFolder(tmp_path))
     yield tmp_path
     saved_programs.enable(None)
 
@@ -207,7 +219,7 @@ def test_keys_pass_through_a_batch_split_over_devices(folder):
 
 
 def test_untrusted_functions_run_on_plain_jit(tmp_path):
-    saved_programs.enable(tmp_path)
+    saved_programs.enable(compilation_cache.ProgramFolder(tmp_path))
     try:
         value, _ = saved_programs.saved_jit(scaled_sum, static_argnames=("power",))(
             jnp.arange(3.0), 1.0, power=2
@@ -219,7 +231,7 @@ def test_untrusted_functions_run_on_plain_jit(tmp_path):
 
 
 def test_the_folder_keeps_the_most_recently_used(folder, monkeypatch):
-    monkeypatch.setattr(saved_programs, "MAX_PROGRAMS", 2)
+    monkeypatch.setattr(compilation_cache, "MAX_PROGRAMS", 2)
     saved = saved_programs.saved_jit(scaled_sum, static_argnames=("power",))
     for power in (1, 2, 3):
         saved(jnp.arange(3.0), 1.0, power=power)
