@@ -44,6 +44,9 @@ import numpy as np
 
 #: Raise it when what a store holds changes layout.
 FORMAT = 1
+#: Programs a `SavedJit` keeps loaded in this process (it holds their static
+#: arguments, as ``jax.jit``'s cache does).
+MAX_IN_PROCESS = 256
 #: Libraries whose code builds the programs (their versions join the key).
 LIBRARIES = ("jax", "jaxlib", "jax-md", "optax", "flax", "numpy", "ml_dtypes")
 #: Modules whose functions and classes a key may name: this package (its
@@ -145,6 +148,8 @@ class _Describer:
     def _describe(self, value: Any) -> Any:
         if isinstance(value, (np.ndarray, jax.Array)):
             array = np.asarray(value)
+            if array.dtype.hasobject:  # its bytes would be addresses
+                raise NotDescribable(f"an array of {array.dtype}")
             digest = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
             return ("array", str(array.dtype), array.shape, digest)
         if type(value) in (tuple, list, dict, set, frozenset):
@@ -325,6 +330,8 @@ class SavedJit:
         leaves, treedef = jax.tree_util.tree_flatten(traced)
         local_key = (static, treedef, tuple(map(_local_signature, leaves)))
         if local_key not in self.programs:
+            if len(self.programs) >= MAX_IN_PROCESS:  # forget the oldest
+                del self.programs[next(iter(self.programs))]
             self.programs[local_key] = self._program(store, static, treedef, leaves)
         program = self.programs[local_key]
         if program is None:

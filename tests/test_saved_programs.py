@@ -137,6 +137,8 @@ def test_what_the_key_cannot_describe_is_refused():
         saved_programs.describe(lambda x: x)  # a function of this test file
     with pytest.raises(saved_programs.NotDescribable):
         saved_programs.describe(functools.partial(descent.select_tree, Unknown()))
+    with pytest.raises(saved_programs.NotDescribable):
+        saved_programs.describe(np.array([Unknown()]))  # bytes would be addresses
 
 
 @pytest.fixture
