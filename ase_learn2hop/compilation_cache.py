@@ -24,8 +24,8 @@ never hits and only prints alarming lines. So the first `enable` on a
 machine compiles and reloads one small program in a child process (about 2 s,
 once) and keeps the verdict in the cache folder; the cache is used by
 default only where the reload was silent. Measured where it is: an LJ13
-search (construct + 1000 steps) in 3.9 s in a new process with a cold cache
-and 1.5 s with a warm one, after about 2 s of imports
+search (construct + 1000 steps) in 5.2 s in a new process with a cold cache
+and 0.54 s with a warm one (saved programs included), after 2-3 s of imports
 (benchmarks/results/compilation_cache.txt).
 """
 
