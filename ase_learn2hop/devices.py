@@ -78,6 +78,20 @@ def over_batch(function, axis_name: str | None = None):
     return run
 
 
+def on_one_cpu_device(leaf: Any) -> bool:
+    """Whether ``leaf`` is a concrete array on one CPU device that NumPy can
+    take as it is (not a tracer, a PRNG key or weakly typed: NumPy would drop
+    what makes those so), so that host-side work on it compiles nothing."""
+    return (
+        isinstance(leaf, jax.Array)
+        and not isinstance(leaf, jax.core.Tracer)
+        and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+        and not leaf.weak_type
+        and len(leaf.devices()) == 1
+        and next(iter(leaf.devices())).platform == "cpu"
+    )
+
+
 def distribute(tree: Any, batch: int) -> Any:
     """``tree`` (every array leaf batched on axis 0, ``batch`` long) split over
     the devices of `batch_sharding`; unchanged on one device."""
@@ -88,13 +102,7 @@ def distribute(tree: Any, batch: int) -> Any:
     def place(leaf):
         if np.ndim(leaf) == 0 or np.shape(leaf)[0] != batch:
             return leaf
-        if (
-            isinstance(leaf, jax.Array)
-            and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-            and not leaf.weak_type
-            and {device.platform for device in leaf.devices()} == {"cpu"}
-            and len(leaf.devices()) == 1
-        ):
+        if on_one_cpu_device(leaf):
             # Through NumPy (the same memory): splitting a one-device array
             # compiles a slicing program per shape in every new process.
             leaf = np.asarray(leaf)

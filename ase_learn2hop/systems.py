@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ase_learn2hop import potentials
+from ase_learn2hop import devices, potentials
 from ase_learn2hop.geometry import FREE, Geometry, periodic_cube, smallest_cell_height
 from ase_learn2hop.initialization import harmonic_initialization
 from ase_learn2hop.potentials import GuptaInput
@@ -444,13 +444,9 @@ def broadcast_to_batch(tree: Any, batch_size: int) -> Any:
 
     def broadcast(leaf):
         shape = (batch_size,) + jnp.shape(leaf)
-        if isinstance(leaf, np.ndarray) or (
-            isinstance(leaf, jax.Array)
-            and not isinstance(leaf, jax.core.Tracer)
-            and not leaf.weak_type
-        ):
+        if isinstance(leaf, np.ndarray) or devices.on_one_cpu_device(leaf):
             # On the host: an eager jnp.broadcast_to compiles a program per
-            # shape in every new process. (A weakly typed leaf stays weak.)
+            # shape in every new process.
             return jax.device_put(np.broadcast_to(np.asarray(leaf), shape))
         return jnp.broadcast_to(jnp.asarray(leaf), shape)
 
