@@ -66,10 +66,6 @@ def test_a_second_process_runs_the_search_without_tracing_it(tmp_path):
     assert second == plain
 
 
-def energy(positions, parameters):
-    return potentials.lennard_jones(FREE)(positions, parameters)
-
-
 def key(function, static=(), *leaves):
     return saved_programs.fingerprint(
         function, static, jax.tree_util.tree_structure(leaves), list(leaves)
