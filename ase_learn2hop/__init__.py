@@ -4,11 +4,12 @@ Implements "Learn2Hop: Learned Optimization on Rough Landscapes" (Merchant, Metz
 Schoenholz, Cubuk, ICML 2021).
 """
 
-# Importing the package changes one JAX setting, and only before JAX has
-# started: one CPU device per core, so that many starts run on every core
-# (`ase_learn2hop.cpu_devices`; LEARN2HOP_CPU_DEVICES=1 keeps JAX's one
-# device). It runs first, before any submodule imports jax-md (whose import
-# starts JAX).
+# Importing the package changes two JAX settings, and only before JAX has
+# started or compiled: one CPU device per core, so that many starts run on
+# every core (LEARN2HOP_CPU_DEVICES=1 keeps JAX's one device), and XLA's CPU
+# reductions kept out of the YNNPACK library, so that a start computes the
+# same bits in any batch (`ase_learn2hop.cpu_devices`). It runs first, before
+# any submodule imports jax-md (whose import starts JAX).
 # Precision is not touched: the calculators and the optimizer compute in
 # float64 inside `ase_learn2hop.precision.float64()` (users compare energies
 # with their own codes to 1e-6), and only our own entry points (the
@@ -17,10 +18,14 @@ Schoenholz, Cubuk, ICML 2021).
 # its package's own import compiled 123 programs in every process, and
 # started JAX.
 
-from ase_learn2hop.cpu_devices import ask_for_one_cpu_device_per_core
+from ase_learn2hop.cpu_devices import (
+    ask_for_one_cpu_device_per_core,
+    keep_reductions_in_xla,
+)
 from ase_learn2hop.lazy_imports import make_jax_md_lazy
 
 ask_for_one_cpu_device_per_core()
+keep_reductions_in_xla()
 make_jax_md_lazy()
 
 __version__ = "0.1.0"

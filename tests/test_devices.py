@@ -1,14 +1,17 @@
 """One JAX CPU device per core (`ase_learn2hop.cpu_devices`), and a batch of
-starts split over them (`ase_learn2hop.devices`), each in a fresh process: JAX's device count is fixed
-when its backend starts.
+starts split over them (`ase_learn2hop.devices`), each in a fresh process:
+JAX's device count and XLA's flags are fixed when its backend starts.
 
 A batch split over two devices must give what the same batch gives on one
 device: FIRE (float64 throughout) to 1e-12, the shipped learned basin hopping
-(network and features in float32) to float32 rounding over its first quench and
-hop. The network multiplies a device's share of the batch at once
-(`driver.batch_select`), and XLA multiplies fewer than about 50 rows with other
-kernels, whose sums round differently; the hops grow that rounding, so the
-learned search is compared on 128 LJ13 starts (64 per device).
+(network and features in float32) to float32 rounding over its first quench
+and hop. Importing the package keeps XLA's CPU reductions out of the YNNPACK
+library (`cpu_devices.keep_reductions_in_xla`), whose kernels jaxlib 0.12
+chose by the batch's row count. The network multiplies a device's share of
+the batch at once (`driver.batch_select`), and XLA multiplies fewer than
+about 50 rows with other kernels, whose sums round differently; the hops grow
+that rounding, so the learned search is compared on 128 LJ13 starts (64 per
+device).
 """
 
 import json
@@ -111,6 +114,39 @@ def test_a_bad_device_count_is_a_clear_error():
     run = _python("import ase_learn2hop", LEARN2HOP_CPU_DEVICES="two")
     assert run.returncode != 0
     assert "LEARN2HOP_CPU_DEVICES must be a positive integer, got 'two'" in run.stderr
+
+
+#: A start's sum of squares in a batch of 128 rows and in one of 64.
+ROW_SUMS_SCRIPT = textwrap.dedent(
+    """
+    import os
+
+    import ase_learn2hop
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", True)
+    rows = np.random.default_rng(0).normal(size=(128, 13, 3))
+    squares = jax.jit(lambda x: jnp.sum(x**2, axis=(1, 2)))
+    same = np.array_equal(squares(rows)[:64], squares(rows[:64]))
+    print(os.environ.get("XLA_FLAGS", ""), same, sep="|")
+    """
+)
+
+
+def test_import_keeps_a_row_sum_the_same_in_any_batch():
+    run = _python(ROW_SUMS_SCRIPT)
+    assert run.returncode == 0, run.stderr
+    flags, same = run.stdout.splitlines()[-1].split("|")
+    assert flags == "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
+    # jaxlib 0.12's YNNPACK reductions summed the 128 rows in another order.
+    assert same == "True"
+    # The user's own choice of the flag stays as it is.
+    own = "--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce"
+    run = _python(ROW_SUMS_SCRIPT, XLA_FLAGS=own)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1].split("|")[0] == own
 
 
 @pytest.fixture(scope="module")
