@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ase_learn2hop import cpu_devices
+
 TESTS = Path(__file__).parent
 
 #: Two runs of the same batch: FIRE on LJ7 and the default search on LJ13.
@@ -147,6 +149,28 @@ def test_import_keeps_a_row_sum_the_same_in_any_batch():
     run = _python(ROW_SUMS_SCRIPT, XLA_FLAGS=own)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1].split("|")[0] == own
+
+
+@pytest.mark.parametrize(
+    ("release", "flags", "added"),
+    [
+        ("0.10.1", "", True),
+        ("0.12.1", "--xla_force_host_platform_device_count=2", True),
+        # XLA aborts on a flag it does not know: releases outside the known
+        # range are left alone.
+        ("0.9.2", "", False),
+        ("0.13.0", "", False),
+        ("0.12.1", "--xla_cpu_experimental_ynn_fusion_type=", False),
+    ],
+)
+def test_the_library_flag_is_added_only_where_it_is_known_and_not_chosen(
+    monkeypatch, release, flags, added
+):
+    monkeypatch.setattr(cpu_devices.jaxlib, "__version__", release)
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert cpu_devices.keep_reductions_in_xla() is added
+    expected = f"{flags} {cpu_devices.LIBRARY_FUSION_FLAG}=individual_dot".strip()
+    assert os.environ["XLA_FLAGS"] == (expected if added else flags)
 
 
 @pytest.fixture(scope="module")
