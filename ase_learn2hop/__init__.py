@@ -4,8 +4,8 @@ Implements "Learn2Hop: Learned Optimization on Rough Landscapes" (Merchant, Metz
 Schoenholz, Cubuk, ICML 2021).
 """
 
-# Importing the package changes two JAX settings, and only before JAX has
-# started or compiled: one CPU device per core, so that many starts run on
+# Importing the package changes two JAX settings, and only before JAX's
+# backend has started: one CPU device per core, so that many starts run on
 # every core (LEARN2HOP_CPU_DEVICES=1 keeps JAX's one device), and XLA's CPU
 # reductions kept out of the YNNPACK library, so that a start computes the
 # same bits in any batch (`ase_learn2hop.cpu_devices`). It runs first, before

@@ -86,9 +86,10 @@ LIBRARY_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 #: reductions above a size, which made a start's sums (the quench step's norm,
 #: the L-BFGS dot products) round differently in a batch of 128 starts than in
 #: 64 (a batch split over two devices); 100 force calls of learned hopping
-#: grew that to 0.4 Å (`tests/test_devices.py`). With products only, the
-#: batched LJ13 search also ran about 1.25x faster there
-#: (`benchmarks/results/split_batch_numerics.md`).
+#: grew that to 0.4 Å (`tests/test_devices.py`,
+#: `benchmarks/results/split_batch_numerics.md`). With products only, the
+#: batched search also ran faster there (LJ13 1.2x, Au55 2x;
+#: `benchmarks/results/batched_step_cost.md`).
 LIBRARY_FUSION = "individual_dot"
 #: jaxlib releases known to have the flag: XLA aborts the process on a flag
 #: it does not know, so a release outside these is left as it is.
