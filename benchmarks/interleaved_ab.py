@@ -40,9 +40,9 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from ase_learn2hop.training.run import current_commit
+from search_throughput import shipped_hopping_setup
 
 import ase_learn2hop
 
@@ -82,19 +82,14 @@ def copy_revision(revision: str, folder: Path) -> str:
 
 def compiled_search(package: str, system_name: str, starts: int, steps: int):
     """``(run, carry)``: ``run(carry)`` advances ``package``'s batched
-    hopping search by ``steps`` force calls (compiled and run once)."""
+    hopping search (`search_throughput.shipped_hopping_setup`) by ``steps``
+    force calls (compiled and run once)."""
 
     def module(name):
         return importlib.import_module(f"{package}.{name}")
 
-    systems = module("systems")
-    system = systems.system_from_name(system_name)
-    weights = module("benchmark.time_to_minimum_methods").learned_weights(system)
-    positions = jnp.asarray(
-        systems.starting_structures(jax.random.key(0), system, starts), jnp.float64
-    )
-    hopping = module("protocols").hopping_config(
-        weights, system, True, None, None, system.n_atoms
+    system, weights, positions, hopping = shipped_hopping_setup(
+        system_name, starts, package
     )
     search = module("hopping_search").hopping_start(
         weights.theta, weights.config, system.energy_fn, positions, system.context,

@@ -17,6 +17,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import platform
@@ -29,17 +30,18 @@ from ase_learn2hop.training.run import current_commit
 from potential_throughput import best_time_per_structure
 
 
-def shipped_hopping_setup(name: str, batch: int):
+def shipped_hopping_setup(name: str, batch: int, package: str = "ase_learn2hop"):
     """``(system, weights, starts [batch, n, 3] float64, hopping)``: the
     system, the shipped weights and `HoppingConfig` that
     ``LearnedHopOptimizer(atoms, n_starts=batch)`` uses, and harmonic starts
-    (seed 0)."""
-    from ase_learn2hop import systems
-    from ase_learn2hop.benchmark.time_to_minimum_methods import learned_weights
-    from ase_learn2hop.protocols import hopping_config
+    (seed 0). ``package``: the package to build them with (another
+    revision's copy, `interleaved_ab`)."""
+    systems = importlib.import_module(f"{package}.systems")
+    methods = importlib.import_module(f"{package}.benchmark.time_to_minimum_methods")
+    hopping_config = importlib.import_module(f"{package}.protocols").hopping_config
 
     system = systems.system_from_name(name)
-    weights = learned_weights(system)
+    weights = methods.learned_weights(system)
     starts = jnp.asarray(
         systems.starting_structures(jax.random.key(0), system, batch), jnp.float64
     )
