@@ -104,8 +104,10 @@ class HoppingState(NamedTuple):
         quench_begins: bool scalar, the last evaluation is a quench's first.
         minimum_positions, minimum_energy, minimum_gradient: the current
             (accepted) minimum; energy +inf before the first quench ends.
-        key: ``uint32`` raw data of the random key of the Metropolis draws
-            (plain arrays, so restart files hold it).
+        key: ``uint32`` raw data of the start's random key (plain arrays, so
+            restart files hold it); fixed: the Metropolis, frame and restart
+            draws at the end of the k-th quench come from it folded with k
+            (``hops``).
         hops: int scalar, quenches finished (the first included).
         accepted: int scalar, quenched structures accepted after the first.
         lowest_minimum: lowest quenched energy since the (re)start.
@@ -189,9 +191,6 @@ def learned_hopping(
     def step_fn(state: HoppingState, parameters: SearchParameters, theta: Theta):
         context = parameters.context
         free = context.free
-        key, acceptance_key, frame_key = jax.random.split(
-            jax.random.wrap_key_data(state.key), 3
-        )
         can_restart = hopping.restart_after > 0 and free is None
         can_restart = can_restart and not context.geometry.periodic
         # Phases are lax.cond branches: one start (not vmapped by the driver)
@@ -244,6 +243,12 @@ def learned_hopping(
             )
 
         def quench_end(current):
+            # Drawn here, from the key folded with the quench's count: a key
+            # split at every step cost every start threefry hashes at each
+            # force call for draws needed once a quench.
+            acceptance_key, frame_key = jax.random.split(
+                jax.random.fold_in(jax.random.wrap_key_data(state.key), state.hops)
+            )
             # Metropolis on the quenched structure against the current minimum;
             # a free cluster that lost an atom is never accepted (but a first
             # minimum always is).
@@ -350,7 +355,7 @@ def learned_hopping(
             minimum_positions=minimum_positions,
             minimum_energy=minimum_energy,
             minimum_gradient=minimum_gradient,
-            key=jax.random.key_data(key),
+            key=state.key,
             hops=state.hops + quench_done,
             accepted=state.accepted + (outcome.accept & ~first),
             lowest_minimum=outcome.lowest,
