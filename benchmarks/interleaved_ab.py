@@ -42,7 +42,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from ase_learn2hop.training.run import current_commit
-from search_throughput import shipped_hopping_setup
+from search_throughput import start_shipped_hopping
 
 import ase_learn2hop
 
@@ -82,21 +82,15 @@ def copy_revision(revision: str, folder: Path) -> str:
 
 def compiled_search(package: str, system_name: str, starts: int, steps: int):
     """``(run, carry)``: ``run(carry)`` advances ``package``'s batched
-    hopping search (`search_throughput.shipped_hopping_setup`) by ``steps``
+    hopping search (`search_throughput.start_shipped_hopping`) by ``steps``
     force calls (compiled and run once)."""
 
     def module(name):
         return importlib.import_module(f"{package}.{name}")
 
-    system, weights, positions, hopping = shipped_hopping_setup(
-        system_name, starts, package
-    )
-    search = module("hopping_search").hopping_start(
-        weights.theta, weights.config, system.energy_fn, positions, system.context,
-        system.potential_parameters, hopping=hopping, key=jax.random.key(1),
-    )  # fmt: skip
+    search = start_shipped_hopping(system_name, starts, key=1, package=package)
     optimizer = module("learned_hopping").learned_hopping(
-        weights.config, system.energy_fn, hopping
+        search.config, search.energy_fn, search.hopping
     )
     carry, parameters = module("devices").distribute(
         (search.carry, search.parameters), starts
@@ -105,13 +99,13 @@ def compiled_search(package: str, system_name: str, starts: int, steps: int):
     program = (
         module("driver")
         .driver_advance.jitted.lower(
-            optimizer, carry, parameters, weights.theta, target, steps, steps, False
+            optimizer, carry, parameters, search.theta, target, steps, steps, False
         )
         .compile()
     )
 
     def run(carry):
-        carry = program(carry, parameters, weights.theta, target, steps)[0]
+        carry = program(carry, parameters, search.theta, target, steps)[0]
         return jax.block_until_ready(carry)
 
     return run, run(carry)

@@ -50,15 +50,19 @@ def shipped_hopping_setup(name: str, batch: int, package: str = "ase_learn2hop")
 
 
 def start_shipped_hopping(
-    name: str, batch: int, key: int = 1, target_energy: float = -math.inf
+    name: str,
+    batch: int,
+    key: int = 1,
+    target_energy: float = -math.inf,
+    package: str = "ase_learn2hop",
 ):
     """``LearnedHopOptimizer(atoms, n_starts=batch)``'s batched search begun
     at the starts of `shipped_hopping_setup` with ``jax.random.key(key)``: a
     `hopping_search.HoppingSearch` (its driver counts the force calls to
-    ``target_energy``)."""
-    from ase_learn2hop import hopping_search
+    ``target_energy``). ``package`` as in `shipped_hopping_setup`."""
+    hopping_search = importlib.import_module(f"{package}.hopping_search")
 
-    system, weights, starts, hopping = shipped_hopping_setup(name, batch)
+    system, weights, starts, hopping = shipped_hopping_setup(name, batch, package)
     return hopping_search.hopping_start(
         weights.theta,
         weights.config,
