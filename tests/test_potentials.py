@@ -147,6 +147,32 @@ def test_lennard_jones_matches_ase(n_atoms, seed):
     np.testing.assert_allclose(forces, atoms.get_forces(), atol=1e-8)
 
 
+def test_lennard_jones_hessian_matches_differences_of_ase_forces():
+    # Forward over reverse mode (jax.hessian) through the squared distances'
+    # custom tangent (potentials._tangent_kept_apart), against central
+    # differences of ASE's forces.
+    from ase import Atoms
+
+    positions = random_cluster(13, 6)
+    atoms = Atoms("X13", positions=positions)
+    atoms.calc = AseLennardJones(sigma=2 ** (-1 / 6), epsilon=1.0, rc=1e6, smooth=False)
+    hessian = jax.hessian(potentials.lennard_jones())(jnp.asarray(positions), None)
+    step = 1e-5
+    differences = np.zeros((13, 3, 13, 3))
+    for atom in range(13):
+        for axis in range(3):
+            forces = []
+            for sign in (1.0, -1.0):
+                moved = positions.copy()
+                moved[atom, axis] += sign * step
+                atoms.positions = moved
+                forces.append(atoms.get_forces())
+            differences[:, :, atom, axis] = -(forces[0] - forces[1]) / (2 * step)
+    np.testing.assert_allclose(
+        np.asarray(hessian), differences, atol=1e-4 * np.abs(differences).max()
+    )
+
+
 def test_lennard_jones_dimer_minimum():
     positions = jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     energy, gradient = energy_and_forces(potentials.lennard_jones(), positions, None)
