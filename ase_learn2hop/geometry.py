@@ -233,9 +233,38 @@ def periodic_cell(cell) -> Geometry:
     return Geometry(tuple(tuple(float(x) for x in row) for row in matrix))
 
 
+@jax.custom_jvp
+def _tangent_kept_apart(values: jax.Array) -> jax.Array:
+    # The identity; its tangent is divided by an exact 1 made from the values,
+    # which XLA cannot fold away (see `squared_norm`).
+    return values
+
+
+@_tangent_kept_apart.defjvp
+def _tangent_kept_apart_jvp(primals, tangents):
+    (values,), (tangent,) = primals, tangents
+    return values, tangent / (values * 0.0 + 1.0)
+
+
+def squared_norm(displacements: jax.Array) -> jax.Array:
+    """Sum of squares over the last axis (``[..., 3]`` -> ``[...]``), whose
+    tangent XLA computes in a kernel of its own.
+
+    The tangent passes through a division by an exact 1, and XLA's fusion does
+    not copy a division into a kernel that reads each element several times.
+    Without it, jaxlib 0.10.1 recomputed a pair potential's whole derivative
+    inside the gradient's two sums over ``[n, n, 3]``, once per component and
+    sum: LJ13's batched energy and gradient took 2.3-2.8 µs per structure,
+    1.2-1.6 with it; Si64 (Stillinger-Weber) 87-89 against 80-81 µs; the same
+    bits (`benchmarks/results/batched_step_cost.md`). The derivative is still
+    JAX's own, in reverse and forward mode (``jax.hessian``).
+    """
+    return _tangent_kept_apart(jnp.sum(displacements**2, axis=-1))
+
+
 def safe_norm(displacements: jax.Array) -> jax.Array:
     """Euclidean norm over the last axis, 0 with a zero gradient at the origin."""
-    squared = jnp.sum(displacements**2, axis=-1)
+    squared = squared_norm(displacements)
     nonzero = squared > 0.0
     # sqrt has an infinite derivative at 0; feeding it 1 there keeps the
     # backward pass finite, and the outer where restores the value 0.

@@ -50,6 +50,7 @@ from ase_learn2hop.geometry import (
     Geometry,
     per_geometry,
     safe_norm,
+    squared_norm,
 )
 from ase_learn2hop.gupta_parameters import (
     GUPTA_PARAMETER_SETS,
@@ -165,28 +166,6 @@ def lennard_jones_length_scale(parameters: LennardJonesParameters | None) -> flo
 LENNARD_JONES_GRAM_MIN_ATOMS = 100
 
 
-@jax.custom_jvp
-def _tangent_kept_apart(values: jax.Array) -> jax.Array:
-    """``values`` unchanged, with a tangent XLA computes in a kernel of its own.
-
-    The tangent is divided by an exact 1 made from ``values`` (XLA cannot fold
-    it away): XLA's fusion does not copy a division into a kernel that reads
-    each element several times. Through the squared distances of the pair
-    potentials, jaxlib 0.10.1 otherwise recomputed the whole pair derivative
-    inside the gradient's two sums over ``[n, n, 3]``, once per component and
-    sum: LJ13's batched energy and gradient took 2.8 µs per structure, 1.2
-    with this (the same bits; `benchmarks/results/batched_step_cost.md`).
-    The gradient is still ``jax.grad``'s, and forward mode works as before.
-    """
-    return values
-
-
-@_tangent_kept_apart.defjvp
-def _tangent_kept_apart_jvp(primals, tangents):
-    (values,), (tangent,) = primals, tangents
-    return values, tangent / (values * 0.0 + 1.0)
-
-
 def _lennard_jones_pair_sum(
     squared_distances: jax.Array, off_diagonal: jax.Array
 ) -> jax.Array:
@@ -241,9 +220,7 @@ def lennard_jones(geometry: Geometry = FREE) -> EnergyFn:
     if geometry.periodic:
 
         def energy_fn(positions: jax.Array, parameters: Any = None) -> jax.Array:
-            squared_distances = _tangent_kept_apart(
-                jnp.sum(geometry.pair_displacements(positions) ** 2, axis=-1)
-            )
+            squared_distances = squared_norm(geometry.pair_displacements(positions))
             return _lennard_jones_sum(squared_distances, positions.shape[0], parameters)
 
         return energy_fn
@@ -254,7 +231,7 @@ def lennard_jones(geometry: Geometry = FREE) -> EnergyFn:
             # Fewer, fused kernels: one search of LJ13 to LJ75 evaluates its
             # energy and gradient 1-3.5 us faster than through the Gram matrix.
             displacements = positions[:, None, :] - positions[None, :, :]
-            squared_distances = _tangent_kept_apart(jnp.sum(displacements**2, axis=-1))
+            squared_distances = squared_norm(displacements)
             return _lennard_jones_sum(squared_distances, n_atoms, parameters)
         # LJ needs only r^2, and |x_i - x_j|^2 = |x_i|^2 + |x_j|^2 - 2 x_i.x_j
         # avoids the [n, n, 3] displacement tensor: faster on CPU from about

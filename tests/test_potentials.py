@@ -149,7 +149,7 @@ def test_lennard_jones_matches_ase(n_atoms, seed):
 
 def test_lennard_jones_hessian_matches_differences_of_ase_forces():
     # Forward over reverse mode (jax.hessian) through the squared distances'
-    # custom tangent (potentials._tangent_kept_apart), against central
+    # custom tangent (geometry.squared_norm), against central
     # differences of ASE's forces.
     from ase import Atoms
 
