@@ -255,9 +255,11 @@ def squared_norm(displacements: jax.Array) -> jax.Array:
     Without it, jaxlib 0.10.1 recomputed a pair potential's whole derivative
     inside the gradient's two sums over ``[n, n, 3]``, once per component and
     sum: LJ13's batched energy and gradient took 2.3-2.8 µs per structure,
-    1.1-1.6 with it; Si64 (Stillinger-Weber) 87-89 against 79-81 µs; the same
-    bits (`benchmarks/results/batched_step_cost.md`). The derivative is still
-    JAX's own, in reverse and forward mode (``jax.hessian``).
+    1.1-1.6 with it; Si64 (Stillinger-Weber) 87-89 against 79-81 µs
+    (`benchmarks/results/batched_step_cost.md`). The values are the same;
+    the gradient's sums keep their order for LJ13, LJ38, LJ55, LJ75, Au55 and
+    Si64, not for LJ26 (float64's last bits). The derivative is still JAX's
+    own, in reverse and forward mode (``jax.hessian``).
     """
     return _tangent_kept_apart(jnp.sum(displacements**2, axis=-1))
 
