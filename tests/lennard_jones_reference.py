@@ -1,5 +1,6 @@
-"""An independent Lennard-Jones reference for the descent and basin-hopping tests:
-written here from the textbook formula, not imported from the package."""
+"""An independent Lennard-Jones reference for the tests: written here from the
+textbook formula, not imported from the package, and ASE's Hessian by
+differences of its forces."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -34,3 +35,20 @@ def lennard_jones_energy_fn(positions, parameters):
     """`lennard_jones_energy` in the package's ``energy_fn(positions, parameters)``
     convention; ``parameters`` is ignored (Lennard-Jones has none)."""
     return lennard_jones_energy(positions)
+
+
+def hessian_from_forces(atoms, step=1e-5):
+    """``[3n, 3n]`` Hessian of the energy of ``atoms`` (an ASE calculator
+    attached) by central differences of its forces: row i is the gradient's
+    derivative along coordinate i (energy / length^2). The positions are
+    restored."""
+    start = atoms.get_positions().ravel()
+    hessian = np.zeros((start.size, start.size))
+    for i in range(start.size):
+        for sign in (1.0, -1.0):
+            moved = start.copy()
+            moved[i] += sign * step
+            atoms.set_positions(moved.reshape(-1, 3))
+            hessian[i] -= sign * atoms.get_forces().ravel() / (2 * step)
+    atoms.set_positions(start.reshape(-1, 3))
+    return hessian

@@ -9,6 +9,7 @@ import pytest
 from ase import Atoms
 from ase.calculators.lj import LennardJones
 from ase.optimize import FIRE
+from lennard_jones_reference import hessian_from_forces
 
 from ase_learn2hop import cycles, search, systems
 from ase_learn2hop.weights import load_weights
@@ -243,15 +244,7 @@ def ase_lennard_jones_atoms(positions):
 def lowest_curvature(atoms, step=1e-5):
     """Lowest eigenvalue of the Hessian of ASE's energy at ``atoms``, by
     central differences of ASE's forces (energy / length^2)."""
-    start = atoms.get_positions().ravel()
-    hessian = np.zeros((start.size, start.size))
-    for i in range(start.size):
-        for sign in (1.0, -1.0):
-            moved = start.copy()
-            moved[i] += sign * step
-            atoms.set_positions(moved.reshape(-1, 3))
-            hessian[i] -= sign * atoms.get_forces().ravel() / (2 * step)
-    atoms.set_positions(start.reshape(-1, 3))
+    hessian = hessian_from_forces(atoms, step)
     return np.linalg.eigvalsh((hessian + hessian.T) / 2)[0]
 
 
