@@ -253,7 +253,12 @@ def radial_symmetry_features(
     # Sums over j as batched matrix products: on CPU ~2x faster than masked
     # sums (equal to float32 rounding).
     same = jnp.einsum("ij,ijk->ik", same_species * weights, kernels)
-    other = jnp.einsum("ij,ijk->ik", (1.0 - same_species) * weights, kernels)
+    if context.composition.one_species:
+        # The sum below is exactly 0 here: the same bits, without its cost
+        # (LJ38's batched search 3% cheaper).
+        other = jnp.zeros_like(same)
+    else:
+        other = jnp.einsum("ij,ijk->ik", (1.0 - same_species) * weights, kernels)
     return jnp.concatenate([same, other], axis=-1)
 
 

@@ -18,6 +18,7 @@ Names understood by `system_from_name`:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.resources
 import re
@@ -42,6 +43,30 @@ AU55_GLOBAL_MINIMUM = -181.89
 SI64_REFERENCE_ENERGY = -277.537
 
 
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class Composition:
+    """What is known before any computation about a structure's species: a
+    static value (no array leaves), so that the features can leave out work
+    that a one-species structure does not need, at compile time.
+
+    Attributes:
+        one_species: every atom is of the same species, so its
+            other-species radial features are exactly 0
+            (`features.radial_symmetry_features` then does not sum them).
+            False when unknown: the features are then computed in full,
+            which is right for any structure.
+    """
+
+    one_species: bool = False
+
+
+#: A structure of one species (set by the constructors that know it).
+ONE_SPECIES = Composition(one_species=True)
+#: Nothing known: right for any structure (`StructureContext`'s default).
+ANY_COMPOSITION = Composition()
+
+
 class StructureContext(NamedTuple):
     """What the optimizer knows about the system besides positions and gradients.
 
@@ -63,6 +88,9 @@ class StructureContext(NamedTuple):
             every coordinate is free.
         neighbour_list: static `neighbours.NeighbourListSpec` of the radial
             features, or ``None`` for all pairs (`features.with_radial_list`).
+        composition: static `Composition` (``ONE_SPECIES`` from
+            `one_element_context` and the one-element constructors; the
+            default, unknown, is right for any structure).
     """
 
     species: jax.Array
@@ -71,6 +99,7 @@ class StructureContext(NamedTuple):
     geometry: Geometry = FREE
     free: jax.Array | None = None
     neighbour_list: Any = None
+    composition: Composition = ANY_COMPOSITION
 
 
 def one_element_context(
@@ -88,6 +117,7 @@ def one_element_context(
         ),
         length_scale=jax.device_put(length_scale),
         geometry=geometry,
+        composition=ONE_SPECIES,
     )
 
 
@@ -293,6 +323,7 @@ def gupta_system(
         species=jnp.asarray(species),
         species_descriptors=gupta_species_descriptors(parameter_set, species),
         length_scale=jnp.asarray(length_scale),
+        composition=Composition(one_species=len(set(symbols)) == 1),
     )
     global_minimum = (
         AU55_GLOBAL_MINIMUM if (set_name == "Au" and n_atoms == 55) else None

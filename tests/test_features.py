@@ -5,7 +5,10 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ase import Atoms
+from ase.cluster import Icosahedron
 
+from ase_learn2hop import conversion, systems
 from ase_learn2hop.features import (
     DECAY_RATES,
     RADIAL_ETAS,
@@ -20,16 +23,17 @@ from ase_learn2hop.features import (
     step_sine_features,
 )
 from ase_learn2hop.geometry import FREE, periodic_cell, periodic_cube
-from ase_learn2hop.systems import StructureContext
+from ase_learn2hop.systems import ANY_COMPOSITION, ONE_SPECIES, StructureContext
 
 
-def context(species, length_scale=1.0, geometry=FREE):
+def context(species, length_scale=1.0, geometry=FREE, composition=ANY_COMPOSITION):
     n = len(species)
     return StructureContext(
         jnp.asarray(species, dtype=jnp.int32),
         jnp.zeros((n, 5)),
         jnp.asarray(length_scale),
         geometry,
+        composition=composition,
     )
 
 
@@ -53,10 +57,15 @@ def test_encoding_is_continuous_at_the_branch_point():
     np.testing.assert_allclose(below, above, atol=1e-6)
 
 
-def test_radial_features_of_a_dimer_match_the_behler_parrinello_formula():
+@pytest.mark.parametrize("composition", [ANY_COMPOSITION, ONE_SPECIES])
+def test_radial_features_of_a_dimer_match_the_behler_parrinello_formula(composition):
+    """Whether or not the context knows that both atoms are of one species
+    (which leaves out the other-species sums)."""
     r = 1.3
     positions = jnp.array([[0.0, 0.0, 0.0], [r, 0.0, 0.0]])
-    phi = np.asarray(radial_symmetry_features(positions, context([0, 0])))
+    phi = np.asarray(
+        radial_symmetry_features(positions, context([0, 0], composition=composition))
+    )
     gamma = 0.5 * (math.cos(math.pi * r / 2.5) + 1.0)
     expected = [math.exp(-eta * r * r) * gamma for eta in RADIAL_ETAS]
     np.testing.assert_allclose(phi[0, : len(RADIAL_ETAS)], expected, rtol=1e-12)
@@ -75,6 +84,44 @@ def test_radial_features_split_same_and_other_species_and_use_the_length_scale()
     other_0 = [math.exp(-eta * 1.0) * gamma_1 for eta in RADIAL_ETAS]
     np.testing.assert_allclose(phi[0, :n_eta], same_0, rtol=1e-12)
     np.testing.assert_allclose(phi[0, n_eta:], other_0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_one_species_radial_features_are_the_full_sums_bit_for_bit(dtype):
+    """The other-species sums a one-species context leaves out are exactly 0,
+    so the features keep the bits of the full computation (and with them
+    every trajectory of the shipped weights)."""
+    rng = np.random.default_rng(4)
+    positions = jnp.asarray(rng.uniform(0.0, 2.4, size=(13, 3)), dtype=dtype)
+    full = radial_symmetry_features(positions, context([0] * 13, 1.1))
+    skipped = radial_symmetry_features(
+        positions, context([0] * 13, 1.1, composition=ONE_SPECIES)
+    )
+    assert skipped.dtype == full.dtype == dtype
+    assert np.any(np.asarray(full)[:, : len(RADIAL_ETAS)] > 0.0)
+    np.testing.assert_array_equal(np.asarray(skipped), np.asarray(full))
+
+
+@pytest.mark.parametrize(
+    "name, one_species",
+    [("lj13", True), ("au55", True), ("si64", True), ("Pd19Pt19", False)],
+)
+def test_systems_know_one_species_only_where_every_atom_is_one_element(
+    name, one_species
+):
+    context = systems.system_from_name(name).context
+    assert context.composition.one_species is one_species
+    assert (len(set(np.asarray(context.species).tolist())) == 1) is one_species
+
+
+def test_contexts_of_ase_atoms_know_one_species_from_the_atomic_numbers():
+    copper = Icosahedron("Cu", 2)
+    assert conversion.generic_context(copper, None).composition.one_species
+    alloy = copper.copy()
+    alloy.numbers[:5] = 47
+    assert not conversion.generic_context(alloy, None).composition.one_species
+    dimer = Atoms("Ar2", positions=[[0, 0, 0], [0, 0, 3.8]])
+    assert conversion.generic_context(dimer, 3.8).composition.one_species
 
 
 def test_neighbours_beyond_the_cutoff_contribute_nothing():
