@@ -173,7 +173,7 @@ def generic_context(
         species_descriptors=jnp.zeros((len(atoms), systems.N_SPECIES_DESCRIPTORS)),
         length_scale=jnp.asarray(length_scale),
         geometry=geometry,
-        composition=systems.Composition(one_species=len(kinds) == 1),
+        composition=systems.Composition.of(species),
     )
 
 

@@ -60,6 +60,12 @@ class Composition:
 
     one_species: bool = False
 
+    @classmethod
+    def of(cls, species) -> Composition:
+        """The composition of host-side ``[n]`` species labels (any kind:
+        indices, atomic numbers, symbols)."""
+        return cls(one_species=len(set(np.asarray(species).tolist())) == 1)
+
 
 #: A structure of one species (set by the constructors that know it).
 ONE_SPECIES = Composition(one_species=True)
@@ -89,8 +95,9 @@ class StructureContext(NamedTuple):
         neighbour_list: static `neighbours.NeighbourListSpec` of the radial
             features, or ``None`` for all pairs (`features.with_radial_list`).
         composition: static `Composition` (``ONE_SPECIES`` from
-            `one_element_context` and the one-element constructors; the
-            default, unknown, is right for any structure).
+            `one_element_context`, `Composition.of` the species labels in
+            the other constructors; the default, unknown, is right for any
+            structure).
     """
 
     species: jax.Array
@@ -323,7 +330,7 @@ def gupta_system(
         species=jnp.asarray(species),
         species_descriptors=gupta_species_descriptors(parameter_set, species),
         length_scale=jnp.asarray(length_scale),
-        composition=Composition(one_species=len(set(symbols)) == 1),
+        composition=Composition.of(species),
     )
     global_minimum = (
         AU55_GLOBAL_MINIMUM if (set_name == "Au" and n_atoms == 55) else None
